@@ -1,0 +1,332 @@
+import CRdKafka
+import Dispatch
+import Logging
+import Synchronization
+
+// MARK: - KafkaConsumer
+
+/// A consumer-group member with explicit completion: an offset is stored, and later committed, only for the
+/// messages the caller marks done. Auto-commit and automatic offset storage are off and cannot be turned on.
+///
+/// Every blocking librdkafka call runs on the consumer's own serial dispatch queue, so `poll` never blocks Swift's
+/// cooperative pool. Rebalances come back from `poll` as events in order with the messages.
+public final class KafkaConsumer: Sendable {
+    private let handle: RdKafkaHandle
+    /// Serialises the poll loop and close; librdkafka serves the rebalance callback on it.
+    private let pollQueue = DispatchQueue(label: "distilld.kafka.consumer.poll")
+    /// Runs blocking control calls (commit, seek, watermarks) without waiting behind a long poll.
+    private let controlQueue = DispatchQueue(label: "distilld.kafka.consumer.control")
+    private let closed = Atomic<Bool>(false)
+
+    /// Creates a consumer in group `groupID`. `properties` are passed to librdkafka as they are.
+    public init(
+        groupID: String, properties: KafkaProperties, logger: Logger = Logger(label: "distilld.kafka.consumer")
+    ) throws(KafkaError) {
+        var props = properties.withDefaults(["auto.offset.reset": "earliest"])
+        props["group.id"] = props["group.id"] ?? groupID
+        handle = try RdKafkaHandle(RD_KAFKA_CONSUMER, properties: props, role: .consumer, logger: logger) { conf in
+            // distilld owns offset storage and commits (see KafkaClientRole.managed).
+            rd_kafka_conf_set(conf, "enable.auto.commit", "false", nil, 0)
+            rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", nil, 0)
+            rd_kafka_conf_set_rebalance_cb(conf) { rk, err, partitions, _ in
+                KafkaConsumer.rebalance(rk!, err, partitions!)
+            }
+        }
+        // Route the main queue (errors, rebalances) to the consumer queue, so one poll serves all.
+        rd_kafka_poll_set_consumer(handle.pointer)
+    }
+
+    deinit {
+        if !closed.load(ordering: .acquiring) { rd_kafka_consumer_close(handle.pointer) }
+    }
+
+    // MARK: Subscription
+
+    /// Joins the group and subscribes to `topics`. Assignments arrive later as `.assigned` events.
+    public func subscribe(_ topics: [String]) throws(KafkaError) {
+        let list = TopicPartitionList(topics.map { TopicPartition($0, RD_KAFKA_PARTITION_UA) })
+        if let error = KafkaError.from(rd_kafka_subscribe(handle.pointer, list.pointer), .consume, "subscribe to \(topics)") {
+            throw error
+        }
+    }
+
+    /// Reads exactly these partitions from these offsets, outside group management (no rebalances).
+    /// Use `KafkaOffset.beginning` to read a topic from its start, as every instance does with the registry.
+    public func assign(_ offsets: [TopicPartition: Int64]) throws(KafkaError) {
+        let list = TopicPartitionList(offsets: offsets)
+        if let error = KafkaError.from(rd_kafka_assign(handle.pointer, list.pointer), .consume, "assign") { throw error }
+    }
+
+    /// The partitions currently assigned to this consumer.
+    public var assignment: [TopicPartition] {
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>? = nil
+        guard rd_kafka_assignment(handle.pointer, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        return TopicPartitionList(borrowing: list).partitions.sorted()
+    }
+
+    // MARK: Polling
+
+    /// Waits up to `timeout` for the first event, then gathers what is ready, up to `maxMessages` records.
+    /// Returns an empty batch on timeout. Runs on the consumer's own queue.
+    public func poll(maxMessages: Int = 1024, timeout: Duration = .milliseconds(100)) async throws(KafkaError) -> ConsumerBatch {
+        guard !closed.load(ordering: .acquiring) else {
+            throw KafkaError(.closed, reason: "the consumer is closed", hint: "create a new consumer")
+        }
+        let rk = handle
+        let ms = timeout.milliseconds
+        return await withCheckedContinuation { continuation in
+            pollQueue.async {
+                continuation.resume(returning: KafkaConsumer.pollBlocking(rk, maxMessages: maxMessages, timeoutMs: ms))
+            }
+        }
+    }
+
+    private static func pollBlocking(_ rk: RdKafkaHandle, maxMessages: Int, timeoutMs: Int32) -> ConsumerBatch {
+        var events: [ConsumerEvent] = []
+        var messages = 0
+        var topicNames: [OpaquePointer: String] = [:]
+        var wait = timeoutMs
+        while messages < maxMessages {
+            let raw = rd_kafka_consumer_poll(rk.pointer, wait)
+            // Rebalances raised inside this poll come first: they happened before the message returned with them.
+            events.append(contentsOf: rk.context.drainEvents())
+            guard let raw else { break }
+            defer { rd_kafka_message_destroy(raw) }
+            wait = 0
+            let m = raw.pointee
+            if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF { continue }
+                let detail = m.payload.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? ""
+                let code = KafkaErrorCode(m.err)
+                events.append(.error(KafkaError(.consume, code: code, reason: rk.context.properties.redact(
+                    "\(code.message)\(detail.isEmpty ? "" : ": " + detail)"))))
+                continue
+            }
+            let topic: String
+            if let cached = topicNames[m.rkt] {
+                topic = cached
+            } else {
+                topic = String(cString: rd_kafka_topic_name(m.rkt))
+                topicNames[m.rkt] = topic
+            }
+            events.append(.message(KafkaConsumer.copy(raw, topic: topic)))
+            messages += 1
+        }
+        return ConsumerBatch(events: events)
+    }
+
+    private static func copy(_ raw: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) -> KafkaMessage {
+        let m = raw.pointee
+        let value = m.payload.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
+        let key = m.key.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
+        var headers: [KafkaHeader] = []
+        var hdrs: OpaquePointer? = nil
+        if rd_kafka_message_headers(raw, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
+            var index = 0
+            var name: UnsafePointer<CChar>? = nil
+            var valuePtr: UnsafeRawPointer? = nil
+            var size = 0
+            while rd_kafka_header_get_all(hdrs, index, &name, &valuePtr, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                let v = valuePtr.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: size)) }
+                headers.append(KafkaHeader(String(cString: name!), v))
+                index += 1
+            }
+        }
+        var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let ts = rd_kafka_message_timestamp(raw, &tsType)
+        return KafkaMessage(
+            topic: topic, partition: m.partition, offset: m.offset, key: key, value: value, headers: headers,
+            timestamp: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
+    }
+
+    // MARK: Rebalance
+
+    /// Runs on the poll queue inside `rd_kafka_consumer_poll`. On revoke it commits what the caller marked done
+    /// before giving the partitions up, so the next owner resumes exactly there.
+    private static func rebalance(
+        _ rk: OpaquePointer, _ err: rd_kafka_resp_err_t,
+        _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>
+    ) {
+        guard let context = ClientContext.from(rk) else { return }
+        let list = TopicPartitionList(borrowing: partitions)
+        let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
+        var event: ConsumerEvent
+        switch err {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            if cooperative {
+                if let error = rd_kafka_incremental_assign(rk, partitions) {
+                    context.logger.error("\(KafkaError.consuming(error, .rebalance, "incremental assign"))")
+                }
+            } else {
+                rd_kafka_assign(rk, partitions)
+            }
+            event = .assigned(list.partitions.sorted())
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            if rd_kafka_assignment_lost(rk) != 0 {
+                event = .lost(list.partitions.sorted())
+            } else {
+                let err = rd_kafka_commit(rk, nil, 0)
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                    context.logger.warning(
+                        "committing done offsets on revoke failed: \(KafkaErrorCode(err)); they will be redelivered")
+                }
+                event = .revoked(list.partitions.sorted())
+            }
+            if cooperative {
+                if let error = rd_kafka_incremental_unassign(rk, partitions) {
+                    context.logger.error("\(KafkaError.consuming(error, .rebalance, "incremental unassign"))")
+                }
+            } else {
+                rd_kafka_assign(rk, nil)
+            }
+        default:
+            rd_kafka_assign(rk, nil)
+            event = .error(KafkaError.from(err, .rebalance, "rebalance failed")!)
+        }
+        context.pendingEvents.withLock { $0.append(event) }
+    }
+
+    // MARK: Completion and commits
+
+    /// Marks `message` and everything before it on its partition as done: its next offset is stored for commit.
+    /// Call in offset order per partition. Throws if the partition is no longer assigned (it was revoked).
+    public func markDone(_ message: KafkaMessage) throws(KafkaError) {
+        try markDone([message.topicPartition: message.offset + 1])
+    }
+
+    /// Stores `nextOffsets` (the offset of the next record to read, per partition) for the next commit.
+    public func markDone(_ nextOffsets: [TopicPartition: Int64]) throws(KafkaError) {
+        guard !nextOffsets.isEmpty else { return }
+        let list = TopicPartitionList(offsets: nextOffsets)
+        if let error = KafkaError.from(rd_kafka_offsets_store(handle.pointer, list.pointer), .commit, "store offsets") {
+            throw error
+        }
+        if let bad = list.elements.first(where: { $0.error != nil }) {
+            throw KafkaError(
+                .commit, code: bad.error, reason: "cannot store offset \(bad.offset) for \(bad.tp): \(bad.error!.message)",
+                hint: "the partition is no longer assigned to this consumer; its new owner will reprocess it")
+        }
+    }
+
+    /// Commits the stored offsets synchronously. Nothing stored is not an error.
+    public func commit() async throws(KafkaError) {
+        let rk = handle
+        let err = await onControlQueue { rd_kafka_commit(rk.pointer, nil, 0) }
+        if err == RD_KAFKA_RESP_ERR__NO_OFFSET { return }
+        if let error = KafkaError.from(err, .commit, "commit offsets") { throw error }
+    }
+
+    /// The group's committed offsets for `partitions` (`KafkaOffset.stored`-like negatives mean none).
+    public func committed(
+        _ partitions: [TopicPartition], timeout: Duration = .seconds(10)
+    ) async throws(KafkaError) -> [TopicPartition: Int64] {
+        let rk = handle
+        let ms = timeout.milliseconds
+        let (err, elements) = await onControlQueue {
+            let list = TopicPartitionList(partitions)
+            let err = rd_kafka_committed(rk.pointer, list.pointer, ms)
+            return (KafkaErrorCode(err), list.elements.map { ($0.tp, $0.offset) })
+        }
+        if err != .noError { throw KafkaError(.commit, code: err, reason: "fetch committed offsets: \(err.message)") }
+        return Dictionary(elements, uniquingKeysWith: { a, _ in a })
+    }
+
+    // MARK: Flow control
+
+    /// Moves the fetch position of an assigned partition. The next poll returns records from `offset`.
+    public func seek(_ partition: TopicPartition, to offset: Int64, timeout: Duration = .seconds(10)) async throws(KafkaError) {
+        let rk = handle
+        let ms = timeout.milliseconds
+        let result: KafkaError? = await onControlQueue {
+            let list = TopicPartitionList([partition], offset: offset)
+            if let error = rd_kafka_seek_partitions(rk.pointer, list.pointer, ms) {
+                return KafkaError.consuming(error, .seek, "seek \(partition) to \(offset)")
+            }
+            if let bad = list.elements.first(where: { $0.error != nil }) {
+                return KafkaError(.seek, code: bad.error, reason: "seek \(partition) to \(offset): \(bad.error!.message)",
+                                  hint: "seek works only on partitions currently assigned to this consumer")
+            }
+            return nil
+        }
+        if let result { throw result }
+    }
+
+    /// Stops fetching from these partitions until `resume`; their position is kept.
+    public func pause(_ partitions: [TopicPartition]) throws(KafkaError) {
+        let list = TopicPartitionList(partitions)
+        if let error = KafkaError.from(rd_kafka_pause_partitions(handle.pointer, list.pointer), .consume, "pause") {
+            throw error
+        }
+    }
+
+    /// Resumes fetching from paused partitions.
+    public func resume(_ partitions: [TopicPartition]) throws(KafkaError) {
+        let list = TopicPartitionList(partitions)
+        if let error = KafkaError.from(rd_kafka_resume_partitions(handle.pointer, list.pointer), .consume, "resume") {
+            throw error
+        }
+    }
+
+    /// Lag per assigned partition: the broker's high watermark (queried now) minus this consumer's position,
+    /// or its committed offset when it has not fetched yet.
+    public func lag(timeout: Duration = .seconds(5)) async throws(KafkaError) -> [TopicPartition: PartitionLag] {
+        let partitions = assignment
+        guard !partitions.isEmpty else { return [:] }
+        let rk = handle
+        let ms = timeout.milliseconds
+        let committed = try await committed(partitions, timeout: timeout)
+        let result: Result<[TopicPartition: PartitionLag], KafkaError> = await onControlQueue {
+            let positions = TopicPartitionList(partitions)
+            rd_kafka_position(rk.pointer, positions.pointer)
+            var out: [TopicPartition: PartitionLag] = [:]
+            for (tp, position, _) in positions.elements {
+                var low: Int64 = 0
+                var high: Int64 = 0
+                let err = rd_kafka_query_watermark_offsets(rk.pointer, tp.topic, tp.partition, &low, &high, ms)
+                if let error = KafkaError.from(err, .consume, "query watermarks of \(tp)") { return .failure(error) }
+                var at = position
+                if at < 0 { at = committed[tp] ?? -1 }
+                if at < 0 { at = low }
+                out[tp] = PartitionLag(position: at, highWatermark: high)
+            }
+            return .success(out)
+        }
+        return try result.get()
+    }
+
+    // MARK: Shutdown
+
+    /// Leaves the group cleanly: revokes the assignment (committing done offsets), then closes. Idempotent.
+    public func close() async {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let rk = handle
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            pollQueue.async {
+                let err = rd_kafka_consumer_close(rk.pointer)
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    rk.context.logger.warning("consumer close: \(KafkaErrorCode(err).message)")
+                }
+                _ = rk.context.drainEvents()
+                continuation.resume()
+            }
+        }
+    }
+
+    /// Client errors reported by librdkafka's `error_cb` so far.
+    public var clientErrors: [KafkaError] { handle.context.clientErrors.withLock { $0 } }
+
+    private func onControlQueue<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            controlQueue.async { continuation.resume(returning: work()) }
+        }
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, clamped to Int32 as librdkafka takes them.
+    var milliseconds: Int32 {
+        let (s, atto) = components
+        return Int32(clamping: s * 1000 + atto / 1_000_000_000_000_000)
+    }
+}
