@@ -143,7 +143,8 @@ public final class KafkaConsumer: Sendable {
     // MARK: Rebalance
 
     /// Runs on the poll queue inside `rd_kafka_consumer_poll`. On revoke it commits what the caller marked done
-    /// before giving the partitions up, so the next owner resumes exactly there.
+    /// before giving the partitions up, so the next owner resumes there. That commit is best effort (the
+    /// coordinator may refuse it mid-rebalance); what it misses is redelivered, never skipped.
     private static func rebalance(
         _ rk: OpaquePointer, _ err: rd_kafka_resp_err_t,
         _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>
@@ -199,14 +200,14 @@ public final class KafkaConsumer: Sendable {
     public func markDone(_ nextOffsets: [TopicPartition: Int64]) throws(KafkaError) {
         guard !nextOffsets.isEmpty else { return }
         let list = TopicPartitionList(offsets: nextOffsets)
-        if let error = KafkaError.from(rd_kafka_offsets_store(handle.pointer, list.pointer), .commit, "store offsets") {
-            throw error
-        }
-        if let bad = list.elements.first(where: { $0.error != nil }) {
-            throw KafkaError(
-                .commit, code: bad.error, reason: "cannot store offset \(bad.offset) for \(bad.tp): \(bad.error!.message)",
-                hint: "the partition is no longer assigned to this consumer; its new owner will reprocess it")
-        }
+        let err = KafkaErrorCode(rd_kafka_offsets_store(handle.pointer, list.pointer))
+        let bad = list.elements.first { $0.error != nil }
+        guard err != .noError || bad != nil else { return }
+        let code = bad?.error ?? err
+        let where_ = bad.map { "offset \($0.offset) for \($0.tp)" } ?? "offsets for \(nextOffsets.keys.sorted())"
+        throw KafkaError(
+            .commit, code: code, reason: "cannot store \(where_): \(code.message)",
+            hint: "the partition is not (or no longer) assigned to this consumer; its owner will reprocess it")
     }
 
     /// Commits the stored offsets synchronously. Nothing stored is not an error.
@@ -297,12 +298,19 @@ public final class KafkaConsumer: Sendable {
 
     // MARK: Shutdown
 
-    /// Leaves the group cleanly: revokes the assignment (committing done offsets), then closes. Idempotent.
+    /// Leaves the group cleanly: commits the offsets marked done, revokes the assignment, then closes. Idempotent.
     public func close() async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let rk = handle
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             pollQueue.async {
+                // Commit while the membership is still stable; the commit inside the revoke callback can be
+                // refused (REBALANCE_IN_PROGRESS) once leaving has started.
+                let commitErr = rd_kafka_commit(rk.pointer, nil, 0)
+                if commitErr != RD_KAFKA_RESP_ERR_NO_ERROR && commitErr != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                    rk.context.logger.warning(
+                        "commit on close failed: \(KafkaErrorCode(commitErr)); records done since the last commit will be redelivered")
+                }
                 let err = rd_kafka_consumer_close(rk.pointer)
                 if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                     rk.context.logger.warning("consumer close: \(KafkaErrorCode(err).message)")
