@@ -18,6 +18,10 @@ public final class KafkaAdmin: Sendable {
     @discardableResult
     public func createTopics(_ topics: [TopicSpec], timeout: Duration = .seconds(30)) async throws(KafkaError) -> [String] {
         guard !topics.isEmpty else { return [] }
+        if let bad = topics.first(where: { $0.partitions < 1 || $0.replicationFactor < 1 || $0.name.isEmpty }) {
+            throw KafkaError(.admin, reason: "topic '\(bad.name)' needs a name, ≥ 1 partition and a replication factor ≥ 1",
+                             hint: "fix the topic definition in streams/topics.yaml")
+        }
         let rk = handle
         let result: Result<[String], KafkaError> = await runBlocking {
             KafkaAdmin.createBlocking(rk, topics, timeoutMs: timeout.milliseconds)
