@@ -1,5 +1,6 @@
 import CRdKafka
 import Foundation
+import Logging
 
 // MARK: - KafkaProperties
 
@@ -93,6 +94,15 @@ public struct KafkaProperties: Sendable, Equatable, CustomStringConvertible {
     /// Unknown names, invalid values and properties that distilld manages itself are errors.
     public func validate(for role: KafkaClientRole) throws(KafkaError) {
         _ = try NativeConf(self, role: role)
+        // Some checks (SASL mechanism, SSL files, cross-property rules) happen only when a client is created.
+        // Create one that knows no brokers, so nothing connects, and throw it away.
+        var offline = self
+        offline["bootstrap.servers"] = nil
+        offline["log_level"] = "0"
+        var quiet = Logger(label: "distilld.kafka.validate")
+        quiet.logLevel = .critical
+        _ = try RdKafkaHandle(role == .consumer ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER, properties: offline,
+                              role: role, logger: quiet)
     }
 }
 

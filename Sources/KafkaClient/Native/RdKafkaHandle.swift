@@ -67,8 +67,8 @@ final class RdKafkaHandle: @unchecked Sendable {
         guard let rk = rd_kafka_new(type, conf.pointer, &errstr, errstr.count) else {
             ref.release()
             throw KafkaError(
-                .config, reason: "could not create the \(role.rawValue): \(properties.redact(errstr.text))",
-                hint: "check the kafka: properties")
+                .config, reason: "invalid configuration for a \(role.rawValue): \(properties.redact(errstr.text))",
+                hint: "fix the kafka: properties (see librdkafka 2.0.2's CONFIGURATION.md)")
         }
         _ = conf.release()  // rd_kafka_new owns it now
         self.pointer = rk

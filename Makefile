@@ -1,0 +1,25 @@
+# The two set-up commands: `make run` (the main job) and `make test` (the test suite).
+# Each installs what it needs first (scripts/install-deps.sh).
+
+SWIFT ?= swift
+BOOTSTRAP_FILE ?= .distilld/bootstrap
+
+.PHONY: deps build run test clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build -c release --product distilld
+
+# Until `distilld run` lands, the main job is the embedded broker with distilld's topics.
+run: build
+	.build/release/distilld broker --topics streams/topics.yaml --bootstrap-file $(BOOTSTRAP_FILE)
+
+# Builds everything (the interop test runs the distilld executable), then runs every test.
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --disable-xctest
+
+clean:
+	rm -rf .build .distilld

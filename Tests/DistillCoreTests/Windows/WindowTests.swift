@@ -1,0 +1,228 @@
+import DistillCore
+import Foundation
+import Numerics
+import Testing
+
+// MARK: - Window semantics
+
+/// A trivial aggregate for window tests: the list of sample ids (merge = concatenation, sorted for comparison).
+struct IDList: WindowAggregate, Equatable {
+    var ids: [Int] = []
+    mutating func merge(_ other: IDList) { ids += other.ids }
+}
+
+@Suite("Windows")
+struct WindowTests {
+    typealias W = EventTimeWindows<String, IDList>
+
+    static func add(_ w: inout W, _ id: Int, _ ts: Int64) -> IngestOutcome {
+        w.ingest(eventTime: ts) { $0["g", default: IDList()].ids.append(id) }
+    }
+
+    static func ids(_ c: ClosedWindow<String, IDList>) -> [Int] { (c.groups["g"]?.ids ?? []).sorted() }
+
+    @Test("sliding windows: bounds, contents, slide and expiry")
+    func slideAndExpiry() {
+        var w = W(name: "t", size: 10, slide: 5, grace: 0)
+        #expect(w.paneSize == 5)
+        // Samples at ts 1, 4, 6, 12, 14, 17; ids equal ts.
+        for ts in [1, 4, 6, 12] { #expect(Self.add(&w, ts, Int64(ts)) == .accepted) }
+        // Watermark 12: windows ending at 5 and 10 are closed.
+        var closed = w.closeReady()
+        #expect(closed.map { [$0.start, $0.end] } == [[-5, 5], [0, 10]])
+        #expect(closed.map(Self.ids) == [[1, 4], [1, 4, 6]])
+        #expect(closed.map(\.samples) == [2, 3])
+        for ts in [14, 17] { _ = Self.add(&w, ts, Int64(ts)) }
+        closed = w.closeReady()  // watermark 17 → window [5, 15)
+        #expect(closed.map { [$0.start, $0.end] } == [[5, 15]])
+        #expect(closed.map(Self.ids) == [[6, 12, 14]])
+        // Panes before 10 are no longer needed by any future window.
+        #expect(w.panes.keys.allSatisfy { $0 >= 2 })
+        w.advanceWatermark(to: 100)
+        closed = w.closeReady()
+        #expect(closed.map { [$0.start, $0.end] } == [[10, 20], [15, 25]])
+        #expect(closed.map(Self.ids) == [[12, 14, 17], [17]])
+        #expect(w.panes.isEmpty)
+    }
+
+    @Test("grace period: samples within grace are accepted, later ones counted late and never folded in")
+    func graceAndLate() {
+        var w = W(name: "t", size: 10, slide: 10, grace: 3)
+        _ = Self.add(&w, 1, 2)
+        _ = Self.add(&w, 2, 12)   // watermark 9: window [0,10) still open
+        #expect(w.closeReady().isEmpty)
+        #expect(Self.add(&w, 3, 9) == .accepted)   // 9 ≥ watermark 9: within grace
+        _ = Self.add(&w, 4, 14)   // watermark 11 → closes [0, 10)
+        let first = w.closeReady()
+        #expect(first.map(Self.ids) == [[1, 3]])
+        #expect(Self.add(&w, 5, 8) == .late)       // below watermark 11
+        #expect(Self.add(&w, 6, 10) == .late)      // below watermark even though its window is open
+        #expect(w.lateTotal == 2)
+        w.advanceWatermark(to: 1000)
+        let second = w.closeReady()
+        #expect(second.map(Self.ids) == [[2, 4]])  // late samples 5 and 6 are nowhere
+        #expect(second.map(\.lateSamples) == [2])
+        #expect(first.map(\.lateSamples) == [0])
+    }
+
+    @Test("an early out-of-order sample before the first window end is not lost")
+    func outOfOrderBeforeFirstClose() {
+        var w = W(name: "t", size: 10, slide: 10, grace: 20)
+        _ = Self.add(&w, 1, 35)
+        _ = Self.add(&w, 2, 16)  // earlier window than the first sample's
+        w.advanceWatermark(to: 100)
+        let closed = w.closeReady()
+        #expect(closed.map { $0.start } == [10, 30])
+        #expect(closed.map(Self.ids) == [[2], [1]])
+    }
+
+    @Test("a long gap emits no empty windows and does not loop per slide")
+    func gapSkipping() {
+        var w = W(name: "t", size: 60_000, slide: 1_000, grace: 0)
+        _ = Self.add(&w, 1, 500)
+        _ = Self.add(&w, 2, 10_000_000_000)  // ~115 days later
+        let closed = w.closeReady()
+        #expect(closed.count == 60)  // windows [.., 1000) ... [.., 60000) hold sample 1
+        #expect(closed.allSatisfy { Self.ids($0) == [1] })
+        w.advanceWatermark(to: 10_000_000_000 + 60_000)
+        #expect(w.closeReady().count == 60)
+    }
+
+    @Test("count windows: the last N samples, every slide")
+    func countWindows() {
+        var w = CountWindows<String, IDList>(name: "n", size: 6, slide: 2)
+        var emitted: [[Int]] = []
+        var seqs: [Int?] = []
+        for i in 0..<11 {
+            w.ingest(eventTime: Int64(100 + i)) { $0["g", default: IDList()].ids.append(i) }
+            for c in w.closeReady() { emitted.append(Self.ids(c)); seqs.append(c.firstSequence) }
+        }
+        #expect(emitted == [[0, 1, 2, 3, 4, 5], [2, 3, 4, 5, 6, 7], [4, 5, 6, 7, 8, 9]])
+        #expect(seqs == [0, 2, 4])
+    }
+
+    @Test("window set: merged window stats equal stats computed on exactly the window's samples")
+    func windowStatsEqualDirect() throws {
+        var rng = SeededRandom(seed: 8)
+        let c = 4
+        let config = DistillStatisticsConfig(classes: c, replicates: 16, windows: [
+            .eventTime("w", size: 10_000, slide: 2_500, grace: 500),
+        ], calibrationWindows: [.eventTime("cal", size: 10_000, slide: 10_000, grace: 500)])
+        try config.validate()
+        var set = DistillWindowSet(config: config)
+        let key = DistillGroupKey(newTeacher: "t-new", oldTeacher: "t-old")
+        var samples: [DistillSample] = []
+        var windows: [DistillWindow] = []
+        var calibration: [CalibrationWindow] = []
+        for i in 0..<3000 {
+            // Mostly increasing time with jitter up to 400 ms (all within grace).
+            let ts = Int64(i * 10) + Int64(rng.int(400))
+            let s = randomSample(id: i, ts: ts, classes: c, rng: &rng)
+            samples.append(s)
+            #expect(set.ingest(s, groups: [key]) == 0)
+            let e = set.closeReady()
+            windows += e.statistics
+            calibration += e.calibration
+        }
+        #expect(windows.count >= 8)
+        for w in windows {
+            var direct = DistillPaneStats(classes: c, replicates: 16)
+            for s in samples where s.timestamp >= w.start && s.timestamp < w.end {
+                direct.add(s, key: key, weights: BootstrapWeights(replicates: 16, id: s.id))
+            }
+            let merged = try #require(w.groups[key])
+            for i in direct.sums.values.indices {
+                #expect(merged.sums.values[i].isApproximatelyEqual(to: direct.sums.values[i], absoluteTolerance: 1e-9))
+            }
+        }
+        #expect(!calibration.isEmpty)
+        #expect(Set(calibration[0].groups.keys) == [CalibrationKey(version: "t-old", role: .teacher),
+                                                  CalibrationKey(version: "t-new", role: .teacher),
+                                                  CalibrationKey(version: "s1", role: .student)])
+    }
+
+    @Test("checkpoint round trip: a set restored from JSON continues identically")
+    func checkpointRoundTrip() throws {
+        var rng = SeededRandom(seed: 4)
+        let config = DistillStatisticsConfig(classes: 3, replicates: 8, windows: [
+            .eventTime("w", size: 4_000, slide: 1_000, grace: 0), .count("n", size: 200, slide: 100),
+        ], calibrationWindows: [])
+        var a = DistillWindowSet(config: config)
+        let key = DistillGroupKey(newTeacher: "t-new", oldTeacher: "t-old", slice: "x")
+        let samples = (0..<1200).map { randomSample(id: $0, ts: Int64($0 * 7), classes: 3, rng: &rng, slice: "x") }
+        for s in samples[..<600] { a.ingest(s, groups: [key]) }
+        _ = a.closeReady()
+        var b = try JSONDecoder().decode(DistillWindowSet.self, from: JSONEncoder().encode(a))
+        var outA: [DistillWindow] = [], outB: [DistillWindow] = []
+        for s in samples[600...] {
+            a.ingest(s, groups: [key]); b.ingest(s, groups: [key])
+            outA += a.closeReady().statistics; outB += b.closeReady().statistics
+        }
+        #expect(outA.count == outB.count && outA.count > 5)
+        for (x, y) in zip(outA, outB) {
+            #expect(x.name == y.name && x.start == y.start && x.end == y.end && x.samples == y.samples)
+            #expect(x.groups == y.groups)
+        }
+    }
+
+    @Test("checkpoint decoding rejects mis-shaped aggregates")
+    func corruptCheckpoint() throws {
+        let good = try JSONEncoder().encode(DistillPaneStats(classes: 3, replicates: 4))
+        #expect(throws: Never.self) { try JSONDecoder().decode(DistillPaneStats.self, from: good) }
+        var text = String(decoding: good, as: UTF8.self)
+        text = text.replacingOccurrences(of: "\"classes\":3", with: "\"classes\":4")
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(DistillPaneStats.self, from: Data(text.utf8)) }
+        let sums = #"{"width":2,"replicates":1,"values":[1,2,3]}"#
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(ReplicatedSums.self, from: Data(sums.utf8)) }
+        let cal = try JSONEncoder().encode(CalibrationStats(classes: 3, replicates: 2))
+        #expect(throws: Never.self) { try JSONDecoder().decode(CalibrationStats.self, from: cal) }
+    }
+
+    @Test("config validation names the setting")
+    func validation() {
+        #expect(throws: DistillConfigError.self) { try WindowSpec.eventTime("x", size: 10, slide: 0).validate() }
+        #expect(throws: DistillConfigError.self) { try WindowSpec.count("x", size: 10, slide: 3).validate() }
+        do {
+            try DistillStatisticsConfig(classes: 3, windows: [.fast, .fast]).validate()
+            Issue.record("duplicate window names accepted")
+        } catch {
+            #expect(error.setting == "windows.fast")
+        }
+    }
+}
+
+@Suite("Partition partials")
+struct PartitionMergeTests {
+    @Test("per-partition window partials merge to the single-stream window")
+    func partitionsMerge() throws {
+        var rng = SeededRandom(seed: 31)
+        let config = DistillStatisticsConfig(classes: 3, replicates: 16, windows: [
+            .eventTime("w", size: 2_000, slide: 1_000, grace: 0),
+        ], calibrationWindows: [])
+        let key = DistillGroupKey(newTeacher: "t-new", oldTeacher: "t-old")
+        var whole = DistillWindowSet(config: config)
+        var parts = [DistillWindowSet](repeating: DistillWindowSet(config: config), count: 2)
+        for i in 0..<2000 {
+            let s = randomSample(id: i, ts: Int64(i * 3), classes: 3, rng: &rng)
+            whole.ingest(s, groups: [key])
+            parts[i % 2].ingest(s, groups: [key])
+        }
+        whole.advanceWatermark(to: 10_000)
+        parts[0].advanceWatermark(to: 10_000)
+        parts[1].advanceWatermark(to: 10_000)
+        let w = whole.closeReady().statistics
+        let a = parts[0].closeReady().statistics, b = parts[1].closeReady().statistics
+        #expect(w.count == a.count && a.count == b.count && w.count == 7)
+        for i in w.indices {
+            var m = a[i]
+            m.merge(b[i])
+            #expect(m.samples == w[i].samples)
+            let x = try #require(m.groups[key]), y = try #require(w[i].groups[key])
+            for j in x.sums.values.indices {
+                #expect(x.sums.values[j].isApproximatelyEqual(to: y.sums.values[j], absoluteTolerance: 1e-9))
+            }
+            #expect(x.figures().teacherKL!.lower.isApproximatelyEqual(to: y.figures().teacherKL!.lower,
+                                                                      absoluteTolerance: 1e-12))
+        }
+    }
+}
