@@ -1,3 +1,4 @@
+import Foundation
 import Yams
 
 // MARK: - YAMLMap
@@ -54,6 +55,70 @@ struct YAMLMap {
         guard let v = n.int else { throw error(key, n, "expected an integer, got '\(n.scalar?.string ?? "?")'") }
         return v
     }
+
+    mutating func double(_ key: String) throws(ConfigError) -> Double? {
+        guard let n = node(key) else { return nil }
+        guard let v = n.float, v.isFinite else {
+            throw error(key, n, "expected a finite number, got '\(n.scalar?.string ?? "?")'")
+        }
+        return v
+    }
+
+    mutating func bool(_ key: String) throws(ConfigError) -> Bool? {
+        guard let n = node(key) else { return nil }
+        guard let v = n.bool else { throw error(key, n, "expected true or false, got '\(n.scalar?.string ?? "?")'") }
+        return v
+    }
+
+    /// A duration such as `500ms`, `30s`, `5m`, `1h`, `14d` (a bare integer is milliseconds), in milliseconds.
+    mutating func duration(_ key: String) throws(ConfigError) -> Int64? {
+        guard let n = node(key) else { return nil }
+        guard let text = n.scalar?.string, let ms = YAMLMap.parseDuration(text) else {
+            throw error(key, n, "expected a duration such as 500ms, 30s, 5m, 1h or 14d, got '\(n.scalar?.string ?? "?")'")
+        }
+        return ms
+    }
+
+    static func parseDuration(_ text: String) -> Int64? {
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+        let t = text.trimmingCharacters(in: .whitespaces)
+        for (suffix, factor) in units where t.hasSuffix(suffix) {
+            let number = t.dropLast(suffix.count)
+            if let v = Int64(number), v >= 0, v <= Int64.max / factor { return v * factor }
+            return nil
+        }
+        if let v = Int64(t), v >= 0 { return v }
+        return nil
+    }
+
+    mutating func stringList(_ key: String) throws(ConfigError) -> [String]? {
+        guard let items = try sequence(key) else { return nil }
+        var out: [String] = []
+        for item in items {
+            guard let s = item.scalar?.string else { throw error(key, item, "expected a list of strings") }
+            out.append(s)
+        }
+        return out
+    }
+
+    mutating func intList(_ key: String) throws(ConfigError) -> [Int]? {
+        guard let items = try sequence(key) else { return nil }
+        var out: [Int] = []
+        for item in items {
+            guard let v = item.int else { throw error(key, item, "expected a list of integers") }
+            out.append(v)
+        }
+        return out
+    }
+
+    /// A nested mapping, read strictly.
+    mutating func map(_ key: String) throws(ConfigError) -> YAMLMap? {
+        guard let n = node(key) else { return nil }
+        return try YAMLMap(n, path: keyPath(key), file: file)
+    }
+
+    /// The keys of the mapping, in file order.
+    var keys: [String] { mapping.compactMap { $0.key.scalar?.string } }
 
     /// A mapping of scalar strings (numbers and booleans are taken as written).
     mutating func stringMap(_ key: String) throws(ConfigError) -> [String: String]? {
