@@ -44,6 +44,19 @@ public struct TriggerEvaluator: Sendable, Codable {
         return out
     }
 
+    /// Like `evaluate(window:)`, but returns per group the figures (rare classes flagged) beside the decisions
+    /// and the combined verdict, ready to publish as the window's audit output.
+    public mutating func report(window: DistillWindow) -> [WindowReport] {
+        window.groups.keys.sorted(by: { $0.description < $1.description }).map { key in
+            let figures = window.groups[key]!.figures(level: level).flaggingRareClasses(config.rareClasses)
+            let decisions = evaluate(figures: figures, group: key, window: window.name, start: window.start,
+                                     end: window.end)
+            return WindowReport(window: window.name, start: window.start, end: window.end, samples: window.samples,
+                                lateSamples: window.lateSamples, group: key, figures: figures, decisions: decisions,
+                                verdict: TriggerVerdict.combine(decisions))
+        }
+    }
+
     /// Evaluates the rules bound to `window` on one group's figures.
     public mutating func evaluate(figures f: DistillFigures, group: DistillGroupKey, window: String, start: Int64,
                                   end: Int64) -> [TriggerDecision] {
@@ -65,9 +78,15 @@ public struct TriggerEvaluator: Sendable, Codable {
                 out.append(step(rule, subject, group, nil, f.qualityGap.map { Self.shift($0, by: -base) }, base,
                                 f.studentLabeledSamples, start, end))
             case .rareClassAccuracyDrop:
-                for k in config.rareClasses.sorted() {
-                    guard k < f.perClass.count, let base = config.baselines.rareClassAccuracy[k] else { continue }
+                for k in config.rareClasses.sorted() where k < f.perClass.count {
                     let c = f.perClass[k]
+                    guard let base = config.baselines.rareClassAccuracy[k] else {
+                        // No baseline: record the skip (and why) rather than nothing.
+                        var d = step(rule, subject + "#class=\(k)", group, k, nil, nil, c.samples, start, end)
+                        d.reason = "no baseline accuracy for rare class \(k)"
+                        out.append(d)
+                        continue
+                    }
                     // drop = baseline − accuracy: the interval flips.
                     let drop = c.studentAccuracy.map {
                         BootstrapEstimate(value: base - $0.value, lower: base - $0.upper, upper: base - $0.lower,
@@ -96,8 +115,11 @@ public struct TriggerEvaluator: Sendable, Codable {
                 ecePart.threshold = eceTolerance
                 let resolved = (drop.map { Self.isResolved($0.value, rule) } ?? true)
                     && (eceRise.map { Self.isResolved($0.value, ecePart) } ?? true)
-                out.append(step(r, subject, group, nil, useECE ? eceRise : drop, nil, f.teacherLabeledSamples,
-                                start, end, stateRule: rule.name, resolved: resolved))
+                var decision = step(r, subject, group, nil, useECE ? eceRise : drop, nil, f.teacherLabeledSamples,
+                                    start, end, stateRule: rule.name, resolved: resolved)
+                decision.reason = (useECE ? "new − old teacher ECE: " : "old − new teacher accuracy: ")
+                    + decision.reason
+                out.append(decision)
             case .teacherMajorVersion:
                 continue
             }
@@ -218,5 +240,41 @@ public struct TriggerEvaluator: Sendable, Codable {
             baseline: baseline,
             episodeID: episodeStart.map { "\(stateRule ?? rule.name)|\(subject)|\($0)" },
             episodeStart: episodeStart, reason: reason)
+    }
+}
+
+/// One group's evaluation of one closed window: figures with intervals, decisions and verdict.
+public struct WindowReport: Sendable, Codable, Equatable {
+    /// Window name.
+    public var window: String
+    /// Window start, event time ms (inclusive).
+    public var start: Int64
+    /// Window end, event time ms (exclusive).
+    public var end: Int64
+    /// Samples accepted into the window (all groups).
+    public var samples: Int
+    /// Late samples rejected since the previous emitted instance of this window.
+    public var lateSamples: Int
+    /// The group.
+    public var group: DistillGroupKey
+    /// The group's figures, rare classes flagged.
+    public var figures: DistillFigures
+    /// One decision per applicable rule (and rare class).
+    public var decisions: [TriggerDecision]
+    /// The combined verdict.
+    public var verdict: TriggerVerdict
+
+    /// Creates a report.
+    public init(window: String, start: Int64, end: Int64, samples: Int, lateSamples: Int, group: DistillGroupKey,
+                figures: DistillFigures, decisions: [TriggerDecision], verdict: TriggerVerdict) {
+        self.window = window
+        self.start = start
+        self.end = end
+        self.samples = samples
+        self.lateSamples = lateSamples
+        self.group = group
+        self.figures = figures
+        self.decisions = decisions
+        self.verdict = verdict
     }
 }

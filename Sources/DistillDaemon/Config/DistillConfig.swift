@@ -410,7 +410,7 @@ public struct LabelJoinSettings: Sendable, Equatable {
     /// How long a sample waits for its label, and a label for its sample (event time, ms).
     public var joinWindowMillis: Int64 = 10 * 60_000
     /// The most samples and labels held while waiting; beyond it the oldest are counted and dropped.
-    public var maxBuffered: Int = 200_000
+    public var maxBuffered: Int = 50_000
 
     static func read(_ root: inout YAMLMap) throws(ConfigError) -> LabelJoinSettings {
         var s = LabelJoinSettings()

@@ -51,9 +51,11 @@ struct Scenario {
             weights.reset(idHash: StableHash.id(s.id))
             set.ingest(s, groups: [Self.key], weights: weights)
             for w in set.closeReady().statistics {
-                let d = evaluator.evaluate(window: w)
-                decisions += d
-                verdicts.append((w.end, TriggerVerdict.combine(d)))
+                for report in evaluator.report(window: w) {
+                    decisions += report.decisions
+                    verdicts.append((w.end, report.verdict))
+                    #expect(report.figures.perClass[3].isRare)
+                }
             }
             id += 1
             ts += step
@@ -77,6 +79,9 @@ struct TriggerScenarioTests {
         #expect(d.count == verdicts.count * 7)
         #expect(d.allSatisfy { $0.value != nil && $0.lower! <= $0.value! && $0.value! <= $0.upper! && $0.samples > 0 })
         #expect(verdicts.allSatisfy { $0.1 == TriggerVerdict.none })
+        // Audit records are plain JSON (no NaN/inf) and round-trip.
+        let json = try JSONEncoder().encode(d)
+        #expect(try JSONDecoder().decode([TriggerDecision].self, from: json) == d)
     }
 
     @Test("noise below the interval (teacher +0.2 pp) never fires")

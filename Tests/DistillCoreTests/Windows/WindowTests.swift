@@ -88,6 +88,21 @@ struct WindowTests {
         #expect(w.closeReady().count == 60)
     }
 
+    @Test("state stays bounded: panes never exceed size/pane + 1 however long the stream")
+    func boundedState() {
+        struct Counter: WindowAggregate { var n = 0; mutating func merge(_ o: Counter) { n += o.n } }
+        var w = EventTimeWindows<String, Counter>(name: "t", size: 3_600_000, slide: 60_000, grace: 60_000)
+        var maxPanes = 0
+        var emitted = 0
+        for i in 0..<50_000 {
+            w.ingest(eventTime: Int64(i) * 1_000) { $0["g", default: Counter()].n += 1 }
+            emitted += w.closeReady().count
+            maxPanes = max(maxPanes, w.panes.count)
+        }
+        #expect(maxPanes <= 62)   // 60 panes per window + the open pane + grace
+        #expect(emitted == 50_000 / 60 - 1)
+    }
+
     @Test("count windows: the last N samples, every slide")
     func countWindows() {
         var w = CountWindows<String, IDList>(name: "n", size: 6, slide: 2)

@@ -1,0 +1,359 @@
+import DistillCore
+import Foundation
+import KafkaClient
+
+// MARK: - What the engine produces
+
+/// Where an input record came from: enough to dead-letter it and to know which offset it settles.
+public struct InputPosition: Sendable, Hashable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+
+    public init(topic: String, partition: Int32, offset: Int64) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+    }
+}
+
+/// A record that failed validation, with why: the daemon writes it to the dead-letter topic.
+public struct RejectedRecord: Sendable, Equatable {
+    /// The original bytes, untouched.
+    public var bytes: [UInt8]
+    public var key: [UInt8]?
+    /// A stable machine code, e.g. `not_finite`, `wrong_length`, `unknown_teacher_version`.
+    public var reason: String
+    /// The offending field, when one is known (e.g. `teachers[1].logits[3]`).
+    public var field: String?
+    /// A human explanation.
+    public var message: String
+    public var source: InputPosition
+}
+
+/// One thing the engine decided to publish.
+public enum EngineOutput: Sendable {
+    /// A trigger episode fired or resolved (alerts), or a teacher regressed.
+    case decision(TriggerDecision)
+    /// Every figure of a closed window with its interval and the decisions taken on it.
+    case windowReport(WindowReport)
+    /// A calibration check of one model version.
+    case calibration(CalibrationCheck)
+    /// A record that could not be used.
+    case deadLetter(RejectedRecord)
+    /// A published online-student checkpoint.
+    case studentCheckpoint(StudentCheckpoint)
+}
+
+/// Counters the metrics endpoint and progress lines read.
+public struct EngineCounters: Sendable, Equatable {
+    public var samplesIn = 0
+    public var samplesIngested = 0
+    public var deadLetters: [String: Int] = [:]
+    public var lateSamples = 0
+    public var duplicateSamples = 0
+    public var labelsJoined = 0
+    public var labelsTooLate = 0
+    public var labelsWaiting = 0
+    public var samplesParked = 0
+    public var windowsClosed = 0
+    public var alertsEmitted = 0
+    public var alertsSuppressed = 0
+    public var studentUpdates = 0
+}
+
+// MARK: - DistillEngine
+
+/// Turns input records into outputs: decoding and validation, the teacher registry, the label join, the windows,
+/// the trigger matrix, calibration checks and the online student. No I/O: the daemon feeds it records and
+/// publishes what it returns, which keeps every rule here testable without a broker.
+///
+/// Reprocessing the same records yields the same outputs (event time only, deterministic ids); alerts whose id was
+/// already emitted are suppressed, so a replay after a crash sends nothing twice.
+public final class DistillEngine {
+    public let config: DistillConfig
+    private let decoder: SampleDecoder
+    private(set) var windows: DistillWindowSet
+    private(set) var evaluator: TriggerEvaluator
+    private(set) var registry: TeacherRegistry
+    private(set) var labelJoin: LabelJoinBuffer
+    private let distiller: OnlineDistiller?
+    /// Alert ids already published (fired/resolved episodes), so a replay never publishes one twice.
+    private(set) var emittedAlerts: Set<String> = []
+    /// Ids of the samples seen recently, to ignore duplicates (bounded like the join buffer).
+    private var recentIDs = RecentIDs(capacity: 200_000)
+    /// Samples whose teacher versions the registry does not know yet, replayed when it learns them.
+    private var parked: [(sample: [UInt8], key: [UInt8]?, position: InputPosition)] = []
+    private let maxParked = 10_000
+    private var samplesSinceCheckpoint = 0
+    public private(set) var counters = EngineCounters()
+
+    /// Builds an engine for a validated config.
+    public init(config: DistillConfig) throws {
+        self.config = config
+        decoder = SampleDecoder(classes: config.model.classes.count, features: config.model.features)
+        windows = DistillWindowSet(config: config.statistics)
+        evaluator = TriggerEvaluator(config: config.triggers, level: config.statistics.confidenceLevel)
+        registry = TeacherRegistry(policy: config.teacher.health)
+        labelJoin = LabelJoinBuffer(windowMillis: config.labels.joinWindowMillis, capacity: config.labels.maxBuffered)
+        distiller = config.student.enabled ? try OnlineDistiller(config.student.distiller) : nil
+    }
+
+    // MARK: Teachers
+
+    /// Applies a registry record from the `teachers` topic. Registry events may fire `teacher_major_version` at
+    /// once and `teacher_regressed`; parked samples whose versions are now known are processed.
+    public func handleTeacher(_ bytes: [UInt8], key: [UInt8]?, at position: InputPosition) -> [EngineOutput] {
+        let record: TeacherRecord
+        do {
+            record = try TeacherRecord.decode(json: Data(bytes), key: key.map { String(decoding: $0, as: UTF8.self) })
+        } catch {
+            return [reject(bytes, key, position, reason: "invalid_teacher_record", field: nil, "\(error)")]
+        }
+        var out: [EngineOutput] = []
+        for event in registry.apply(record) {
+            switch event {
+            case let .majorVersionChanged(_, new, oldMajor, newMajor):
+                let e = TeacherVersionEvent(version: new, major: newMajor, previousMajor: oldMajor,
+                                            eventTime: record.createdAtMilliseconds)
+                out += publishable(evaluator.teacherVersionAppeared(e))
+            case let .regressed(version, reason):
+                out += publishable([regressedDecision(version: version, reason: reason,
+                                                      at: record.createdAtMilliseconds)])
+            case .newActive, .distillationTeacherChanged:
+                break
+            }
+        }
+        if !parked.isEmpty {
+            let waiting = parked
+            parked.removeAll()
+            counters.samplesParked = 0
+            for p in waiting { out += handleSample(p.sample, key: p.key, at: p.position) }
+        }
+        return out
+    }
+
+    // MARK: Samples and labels
+
+    /// Decodes, validates and folds one sample into the windows and the online student.
+    public func handleSample(_ bytes: [UInt8], key: [UInt8]?, at position: InputPosition) -> [EngineOutput] {
+        counters.samplesIn += 1
+        var sample: DistillSample
+        do {
+            sample = try decoder.decode(bytes)
+        } catch {
+            return [reject(bytes, key, position, reason: error.rule.rawValue, field: error.field, error.message)]
+        }
+        if !registry.records.isEmpty,
+           let unknown = sample.teacherVersions.first(where: { registry.records[$0] == nil }) {
+            guard parked.count < maxParked else {
+                return [reject(bytes, key, position, reason: "unknown_teacher_version", field: "teachers",
+                               "teacher version '\(unknown)' is not in the registry, and \(maxParked) samples "
+                               + "already wait for unknown versions")]
+            }
+            parked.append((bytes, key, position))
+            counters.samplesParked = parked.count
+            return []
+        }
+        guard recentIDs.insert(sample.id) else {
+            counters.duplicateSamples += 1
+            return []
+        }
+        var out: [EngineOutput] = []
+        let groups = groupKeys(for: sample)
+        if sample.label == nil, let label = labelJoin.takeLabel(for: sample.id) {
+            sample.label = label
+            counters.labelsJoined += 1
+        }
+        if sample.label == nil {
+            counters.lateSamples += windows.ingest(sample, groups: groups, contribution: .unlabeled) > 0 ? 1 : 0
+            labelJoin.waitForLabel(sample)
+        } else {
+            counters.lateSamples += windows.ingest(sample, groups: groups) > 0 ? 1 : 0
+        }
+        counters.samplesIngested += 1
+        out += learn(from: sample)
+        labelJoin.expire(before: sample.timestamp)
+        counters.labelsWaiting = labelJoin.waitingLabels
+        counters.labelsTooLate = labelJoin.tooLate
+        out += closeWindows()
+        return out
+    }
+
+    /// Joins a late label to its sample; the labeled statistics of the sample's pane are updated.
+    public func handleLabel(_ bytes: [UInt8], key: [UInt8]?, at position: InputPosition) -> [EngineOutput] {
+        let record: LabelRecord
+        do {
+            record = try decoder.decodeLabel(bytes)
+        } catch {
+            return [reject(bytes, key, position, reason: error.rule.rawValue, field: error.field, error.message)]
+        }
+        if var sample = labelJoin.takeSample(for: record.id) {
+            sample.label = record.label
+            counters.labelsJoined += 1
+            windows.ingest(sample, groups: groupKeys(for: sample), contribution: .labeled)
+        } else {
+            labelJoin.waitForSample(record)
+        }
+        counters.labelsWaiting = labelJoin.waitingLabels
+        counters.labelsTooLate = labelJoin.tooLate
+        return []
+    }
+
+    /// Moves event time forward without a sample (idle partitions), closing what is due.
+    public func advance(to eventTime: Int64) -> [EngineOutput] {
+        windows.advanceWatermark(to: eventTime)
+        return closeWindows()
+    }
+
+    // MARK: Windows and triggers
+
+    private func closeWindows() -> [EngineOutput] {
+        let closed = windows.closeReady()
+        var out: [EngineOutput] = []
+        for window in closed.statistics {
+            counters.windowsClosed += 1
+            for report in evaluator.report(window: window) {
+                out.append(.windowReport(report))
+                out += publishable(report.decisions)
+            }
+        }
+        for window in closed.calibration {
+            let checks = CalibrationCheck.checks(
+                window: window, config: config.calibration, level: config.statistics.confidenceLevel,
+                deployedTemperature: { [registry] version in registry.records[version]?.temperature })
+            out += checks.map(EngineOutput.calibration)
+        }
+        return out
+    }
+
+    /// Keeps fire/resolve decisions whose alert id has not been published yet; records the ids.
+    private func publishable(_ decisions: [TriggerDecision]) -> [EngineOutput] {
+        var out: [EngineOutput] = []
+        for d in decisions where d.kind == .fire || d.kind == .resolve {
+            let id = AlertIdentity.id(for: d)
+            if emittedAlerts.insert(id).inserted {
+                counters.alertsEmitted += 1
+                out.append(.decision(d))
+            } else {
+                counters.alertsSuppressed += 1
+            }
+        }
+        return out
+    }
+
+    private func regressedDecision(version: String, reason: String, at eventTime: Int64) -> TriggerDecision {
+        let rule = config.triggers.rules.first { $0.metric == .teacherRegression }
+        return TriggerDecision(
+            kind: .fire, rule: rule?.name ?? "teacher_regressed", metric: .teacherRegression,
+            action: .skipAndAlertTeacherOwners, subject: version, group: nil, classIndex: nil, window: "registry",
+            windowStart: eventTime, windowEnd: eventTime, samples: 0, minSamples: 0, value: nil, lower: nil,
+            upper: nil, threshold: rule?.threshold ?? 0, comparison: rule?.comparison ?? .atLeast, mode: .point,
+            baseline: nil, episodeID: "\(rule?.name ?? "teacher_regressed")|\(version)|\(eventTime)",
+            episodeStart: eventTime, reason: "teacher \(version) regressed: \(reason)")
+    }
+
+    // MARK: Groups and the student
+
+    /// The teacher pair comes from the registry (latest active vs previous active); before the registry knows any
+    /// teacher, from the sample itself (its last two versions).
+    private func groupKeys(for sample: DistillSample) -> [DistillGroupKey] {
+        let newTeacher = registry.newTeacher?.version ?? sample.teacherVersions.last ?? "unknown"
+        let oldTeacher = registry.newTeacher == nil
+            ? (sample.teacherVersions.count >= 2 ? sample.teacherVersions[sample.teacherVersions.count - 2] : nil)
+            : registry.oldTeacher?.version
+        var groups = DistillGroupKey.standardGroups(
+            newTeacher: newTeacher, oldTeacher: oldTeacher, pairedTeacher: nil, student: sample.studentVersion,
+            slice: sample.slice)
+        if distiller != nil {
+            groups.append(DistillGroupKey(newTeacher: newTeacher, oldTeacher: oldTeacher,
+                                          student: Self.onlineStudentVersion))
+        }
+        return groups
+    }
+
+    /// The student version under which the online EMA student's prequential scores are kept.
+    public static let onlineStudentVersion = "distilld-online-ema"
+
+    /// Test, then train: the EMA student's score on the sample goes into the windows before it learns from it.
+    private func learn(from sample: DistillSample) -> [EngineOutput] {
+        guard let distiller, !sample.features.isEmpty else { return [] }
+        let selection = registry.select(config.teacher.strategy, available: sample.teacherVersions)
+        guard !selection.isEmpty else { return [] }
+        let teachers = selection.indices.map {
+            TeacherLogits(version: sample.teacherVersions[$0], logits: sample.teacherLogits(at: $0))
+        }
+        var scored = sample
+        scored.studentVersion = Self.onlineStudentVersion
+        scored.studentLogits = distiller.scoreEMA(features: sample.features)
+        let newTeacher = registry.newTeacher?.version ?? sample.teacherVersions.last ?? "unknown"
+        let old = registry.newTeacher == nil ? nil : registry.oldTeacher?.version
+        windows.ingest(scored, groups: [DistillGroupKey(newTeacher: newTeacher, oldTeacher: old,
+                                                        student: Self.onlineStudentVersion)],
+                       contribution: sample.label == nil ? .unlabeled : .all)
+        _ = distiller.learn(features: sample.features, teachers: teachers, label: sample.label)
+        counters.studentUpdates += 1
+        samplesSinceCheckpoint += 1
+        return []
+    }
+
+    // MARK: Dead letters
+
+    private func reject(_ bytes: [UInt8], _ key: [UInt8]?, _ position: InputPosition, reason: String, field: String?,
+                        _ message: String) -> EngineOutput {
+        counters.deadLetters[reason, default: 0] += 1
+        return .deadLetter(RejectedRecord(bytes: bytes, key: key, reason: reason, field: field, message: message,
+                                          source: position))
+    }
+}
+
+// MARK: - AlertIdentity
+
+/// Deterministic alert ids: a hash of trigger, group, episode start and window, so reprocessing yields the same id.
+public enum AlertIdentity {
+    /// `type-hash`, stable across processes (FNV-1a 64 twice with different seeds, never Swift's `Hasher`).
+    public static func id(for d: TriggerDecision) -> String {
+        let text = [d.rule, d.subject, String(d.episodeStart ?? d.windowEnd), d.window, d.kind.rawValue]
+            .joined(separator: "|")
+        return hex(fnv1a(text, seed: 0xcbf2_9ce4_8422_2325)) + hex(fnv1a(text, seed: 0x8422_2325_cbf2_9ce4))
+    }
+
+    static func fnv1a(_ text: String, seed: UInt64) -> UInt64 {
+        var h = seed
+        for byte in text.utf8 {
+            h ^= UInt64(byte)
+            h &*= 0x0000_0100_0000_01b3
+        }
+        return h
+    }
+
+    static func hex(_ v: UInt64) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+}
+
+// MARK: - Bounded helpers
+
+/// Remembers the last `capacity` ids, to drop duplicate samples without unbounded memory.
+struct RecentIDs {
+    let capacity: Int
+    private var set: Set<String> = []
+    private var order: [String] = []
+    private var head = 0
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// True when the id is new.
+    mutating func insert(_ id: String) -> Bool {
+        guard set.insert(id).inserted else { return false }
+        if order.count < capacity {
+            order.append(id)
+        } else {
+            set.remove(order[head])
+            order[head] = id
+            head = (head + 1) % capacity
+        }
+        return true
+    }
+}

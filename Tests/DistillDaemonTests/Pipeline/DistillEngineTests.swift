@@ -1,0 +1,172 @@
+import DistillCore
+import DistillDaemon
+import Foundation
+import Testing
+
+/// A small deterministic scenario: two teacher versions agree until `changeAt`, then v2's soft labels shift.
+struct RotationScenario {
+    var seconds = 600
+    var perSecond = 10
+    var changeAt: Int64 = 300_000
+    var start: Int64 = 1_795_430_000_000
+    var shift: [Float] = [1.5, -1.5, 0, 0]
+
+    /// The sample records, in event-time order.
+    func records() -> [[UInt8]] {
+        var rng = SplitMix(seed: 7)
+        var out: [[UInt8]] = []
+        for i in 0..<(seconds * perSecond) {
+            let ts = start + Int64(i) * 1000 / Int64(perSecond)
+            let z = (0..<4).map { _ in Float(rng.normal() * 2) }
+            let changed = ts - start >= changeAt
+            let v2 = changed ? zip(z, shift).map { $0 + $1 } : z
+            let label = z.indices.max { z[$0] < z[$1] }!
+            func list(_ v: [Float]) -> String { "[" + v.map { "\($0)" }.joined(separator: ",") + "]" }
+            let json = """
+                {"id":"req-\(i)","ts":\(ts),"teachers":[{"version":"v1","logits":\(list(z))},\
+                {"version":"v2","logits":\(list(v2))}],"label":\(label)}
+                """
+            out.append(Array(json.utf8))
+        }
+        return out
+    }
+}
+
+/// Deterministic normal draws for scenarios.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    mutating func normal() -> Double {
+        let u = max(uniform(), 1e-12), v = uniform()
+        return (-2 * log(u)).squareRoot() * cos(2 * .pi * v)
+    }
+}
+
+let scenarioConfig = """
+    model: {classes: [a, b, c, d]}
+    windows:
+      fast: {size: 60s, slide: 10s, grace: 1s}
+      drift: {size: 120s, slide: 20s, grace: 1s}
+    triggers:
+      teacher_kl_drift: {threshold: 0.05, min_samples: 200, cooldown: 10m}
+      teacher_accuracy_delta: {min_samples: 200}
+      teacher_ece_delta: {min_samples: 200}
+      teacher_regressed: {min_samples: 200}
+    labels: {join_window: 1m}
+    """
+
+/// The engine end to end, without Kafka.
+@Suite("Distill engine")
+struct DistillEngineTests {
+    static func run(_ records: [[UInt8]], engine: DistillEngine) -> [EngineOutput] {
+        var out: [EngineOutput] = []
+        for (i, bytes) in records.enumerated() {
+            out += engine.handleSample(bytes, key: nil, at: InputPosition(topic: "samples", partition: 0, offset: Int64(i)))
+        }
+        return out
+    }
+
+    static func fired(_ outputs: [EngineOutput]) -> [TriggerDecision] {
+        outputs.compactMap { if case .decision(let d) = $0, d.kind == .fire { d } else { nil } }
+    }
+
+    @Test("A teacher rotation fires teacher_kl_drift once, only after the change; the stable stretch fires nothing")
+    func klDriftFiresOnce() throws {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let scenario = RotationScenario()
+        let outputs = Self.run(scenario.records(), engine: try DistillEngine(config: config))
+        let kl = Self.fired(outputs).filter { $0.rule == "teacher_kl_drift" }
+        #expect(kl.count == 1, "one episode")
+        let first = try #require(kl.first)
+        #expect(first.windowEnd > scenario.start + scenario.changeAt, "fires only after the change")
+        #expect(first.lower.map { $0 >= 0.05 } == true, "the interval's near end is past the threshold")
+        let beforeChange = Self.fired(outputs).filter { $0.windowEnd <= scenario.start + scenario.changeAt }
+        #expect(beforeChange.isEmpty, "nothing fires while the teachers agree: \(beforeChange.map(\.rule))")
+        let reports = outputs.compactMap { if case .windowReport(let r) = $0 { r } else { nil } }
+        #expect(reports.contains { $0.window == "drift" } && reports.contains { $0.window == "fast" })
+    }
+
+    @Test("Reprocessing gives the same alert ids; an engine that already emitted them sends none again")
+    func deterministicAndDeduplicated() throws {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let records = RotationScenario().records()
+        let a = Self.fired(Self.run(records, engine: try DistillEngine(config: config)))
+        let b = Self.fired(Self.run(records, engine: try DistillEngine(config: config)))
+        #expect(!a.isEmpty)
+        #expect(a.map(AlertIdentity.id) == b.map(AlertIdentity.id))
+        let engine = try DistillEngine(config: config)
+        _ = Self.run(records, engine: engine)
+        let again = Self.fired(Self.run(records, engine: engine))
+        #expect(again.isEmpty, "duplicates by id are ignored and already-emitted alerts suppressed")
+        #expect(engine.counters.duplicateSamples == records.count)
+    }
+
+    @Test("Bad records become dead letters with their reason and leave every figure unchanged")
+    func badRecordsAreDeadLettered() throws {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let clean = RotationScenario(seconds: 200).records()
+        let bad: [(bytes: String, reason: String)] = [
+            ("{\"id\":\"x1\",\"ts\":1795430000500,\"teachers\":[{\"version\":\"v1\",\"logits\":[1,2,3]}]}",
+             "wrong_length"),
+            ("{\"id\":\"x2\",\"ts\":1795430000500,\"teachers\":[{\"version\":\"v1\",\"logits\":[1,2,3,NaN]}]}",
+             "not_finite"),
+            ("{\"ts\":1795430000500,\"teachers\":[{\"version\":\"v1\",\"logits\":[1,2,3,4]}]}", "missing"),
+            ("{\"id\":\"x4\",\"ts\":1795430000500,\"label\":9,\"teachers\":[{\"version\":\"v1\",\"logits\":[1,2,3,4]}]}",
+             "out_of_range"),
+            ("not json", "wrong_type"),
+        ]
+        var mixed = clean
+        for (i, b) in bad.enumerated() { mixed.insert(Array(b.bytes.utf8), at: 100 + i * 300) }
+        let cleanOut = Self.run(clean, engine: try DistillEngine(config: config))
+        let mixedOut = Self.run(mixed, engine: try DistillEngine(config: config))
+        let letters = mixedOut.compactMap { if case .deadLetter(let r) = $0 { r } else { nil } }
+        #expect(letters.count == bad.count)
+        #expect(letters.map(\.reason) == bad.map(\.reason), "\(letters.map(\.message))")
+        #expect(letters.allSatisfy { $0.source.topic == "samples" && !$0.message.isEmpty })
+        func reports(_ o: [EngineOutput]) -> [WindowReport] {
+            o.compactMap { if case .windowReport(let r) = $0 { r } else { nil } }
+        }
+        #expect(reports(cleanOut) == reports(mixedOut), "bad records never touch window state")
+    }
+
+    @Test("A late label updates the labeled statistics of its sample's window")
+    func lateLabelJoin() throws {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let engine = try DistillEngine(config: config)
+        let t0: Int64 = 1_795_430_000_000
+        var outputs: [EngineOutput] = []
+        for i in 0..<300 {
+            let json = """
+                {"id":"u\(i)","ts":\(t0 + Int64(i) * 100),"teachers":[{"version":"v1","logits":[3,0,0,0]},\
+                {"version":"v2","logits":[3,0,1,0]}]}
+                """
+            outputs += engine.handleSample(Array(json.utf8), key: nil,
+                                           at: InputPosition(topic: "samples", partition: 0, offset: Int64(i)))
+            if i % 2 == 0 {
+                let label = "{\"id\":\"u\(i)\",\"label\":0,\"ts\":\(t0 + Int64(i) * 100)}"
+                outputs += engine.handleLabel(Array(label.utf8), key: nil,
+                                              at: InputPosition(topic: "labels", partition: 0, offset: Int64(i)))
+            }
+        }
+        outputs += engine.advance(to: t0 + 200_000)
+        #expect(engine.counters.labelsJoined == 150)
+        let fast = outputs.compactMap { output -> WindowReport? in
+            if case .windowReport(let r) = output, r.window == "fast", r.group.slice == nil { return r }
+            return nil
+        }
+        // The 60 s window that holds the whole 30 s stream.
+        let report = try #require(fast.max { $0.samples < $1.samples })
+        #expect(report.samples == 450, "300 sample arrivals + 150 label joins")
+        // Only half the samples got a label, and every labeled one is right: accuracy 1 on 150 samples.
+        #expect(report.figures.newTeacherAccuracy?.value == 1.0)
+        #expect(report.figures.teacherLabeledSamples == 150)
+    }
+}
