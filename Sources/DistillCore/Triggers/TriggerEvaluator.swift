@@ -31,6 +31,12 @@ public struct TriggerEvaluator: Sendable, Codable {
         self.level = level
     }
 
+    /// Takes over the episode states of `other` (same rule names), keeping this evaluator's thresholds: used when
+    /// a checkpoint is restored under a reloaded config, so open episodes neither re-fire nor get lost.
+    public mutating func adoptEpisodes(from other: TriggerEvaluator) {
+        states = other.states
+    }
+
     // MARK: Windows
 
     /// Evaluates every enabled rule bound to `window.name` on every group of the window, groups in a stable

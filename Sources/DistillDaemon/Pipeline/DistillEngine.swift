@@ -5,7 +5,7 @@ import KafkaClient
 // MARK: - What the engine produces
 
 /// Where an input record came from: enough to dead-letter it and to know which offset it settles.
-public struct InputPosition: Sendable, Hashable {
+public struct InputPosition: Sendable, Hashable, Codable {
     public var topic: String
     public var partition: Int32
     public var offset: Int64
@@ -46,7 +46,7 @@ public enum EngineOutput: Sendable {
 }
 
 /// Counters the metrics endpoint and progress lines read.
-public struct EngineCounters: Sendable, Equatable {
+public struct EngineCounters: Sendable, Equatable, Codable {
     public var samplesIn = 0
     public var samplesIngested = 0
     public var deadLetters: [String: Int] = [:]
@@ -83,7 +83,7 @@ public final class DistillEngine {
     /// Ids of the samples seen recently, to ignore duplicates (bounded like the join buffer).
     private var recentIDs = RecentIDs(capacity: 200_000)
     /// Samples whose teacher versions the registry does not know yet, replayed when it learns them.
-    private var parked: [(sample: [UInt8], key: [UInt8]?, position: InputPosition)] = []
+    private var parked: [ParkedSample] = []
     private let maxParked = 10_000
     private var samplesSinceCheckpoint = 0
     public private(set) var counters = EngineCounters()
@@ -151,7 +151,7 @@ public final class DistillEngine {
                                "teacher version '\(unknown)' is not in the registry, and \(maxParked) samples "
                                + "already wait for unknown versions")]
             }
-            parked.append((bytes, key, position))
+            parked.append(ParkedSample(sample: bytes, key: key, position: position))
             counters.samplesParked = parked.count
             return []
         }
@@ -307,6 +307,70 @@ public final class DistillEngine {
     }
 }
 
+// MARK: - State
+
+extension DistillEngine {
+    /// Everything the engine knows that is not re-read from Kafka on start (the registry is: the `teachers` topic
+    /// is read from its beginning). Encoded into the state checkpoint.
+    struct EngineState: Codable {
+        var formatVersion = 1
+        var configRevision: String
+        var windows: DistillWindowSet
+        var evaluator: TriggerEvaluator
+        var labelJoin: LabelJoinBuffer
+        var emittedAlerts: [String]
+        var recentIDs: RecentIDs
+        var parked: [ParkedSample]
+        var counters: EngineCounters
+        var student: [UInt8]?
+    }
+
+    /// The engine's state as bytes (JSON), for the state checkpoint.
+    public func snapshot() throws -> [UInt8] {
+        let state = EngineState(
+            configRevision: config.revision, windows: windows, evaluator: evaluator, labelJoin: labelJoin,
+            emittedAlerts: emittedAlerts.sorted(), recentIDs: recentIDs, parked: parked, counters: counters,
+            student: distiller?.trainerState())
+        return Array(try JSONEncoder().encode(state))
+    }
+
+    /// Restores a snapshot. Window and trigger configuration come from the current config (thresholds may have
+    /// changed); the windows themselves must have the same shape, or restoring is refused.
+    public func restore(_ bytes: [UInt8]) throws {
+        let state = try JSONDecoder().decode(EngineState.self, from: Data(bytes))
+        guard state.windows.config == config.statistics else {
+            throw EngineStateError.incompatible(
+                "the checkpoint's windows or statistics settings differ from the config; restore the old windows "
+                    + "or start from a fresh state (state.on_corrupt: reset)")
+        }
+        windows = state.windows
+        var evaluator = TriggerEvaluator(config: config.triggers, level: config.statistics.confidenceLevel)
+        evaluator.adoptEpisodes(from: state.evaluator)
+        self.evaluator = evaluator
+        labelJoin = state.labelJoin
+        emittedAlerts = Set(state.emittedAlerts)
+        recentIDs = state.recentIDs
+        parked = state.parked
+        counters = state.counters
+        if let student = state.student, let distiller { try distiller.restoreTrainerState(student) }
+    }
+}
+
+/// Why a snapshot cannot be restored.
+public enum EngineStateError: Error, CustomStringConvertible {
+    case incompatible(String)
+    public var description: String {
+        switch self { case .incompatible(let why): "incompatible engine state: \(why)" }
+    }
+}
+
+/// A sample waiting for the registry to learn its teacher version.
+struct ParkedSample: Codable {
+    var sample: [UInt8]
+    var key: [UInt8]?
+    var position: InputPosition
+}
+
 // MARK: - AlertIdentity
 
 /// Deterministic alert ids: a hash of trigger, group, episode start and window, so reprocessing yields the same id.
@@ -336,7 +400,7 @@ public enum AlertIdentity {
 // MARK: - Bounded helpers
 
 /// Remembers the last `capacity` ids, to drop duplicate samples without unbounded memory.
-struct RecentIDs {
+struct RecentIDs: Codable {
     let capacity: Int
     private var set: Set<String> = []
     private var order: [String] = []

@@ -7,14 +7,14 @@ import DistillCore
 /// An unlabeled sample waits here (features dropped: the windows need only the logits) until its label arrives or
 /// it falls out of the join window. A label that arrives first waits for its sample the same way. When either side
 /// is full, the oldest entry is dropped and counted: memory never grows with traffic.
-struct LabelJoinBuffer {
+struct LabelJoinBuffer: Codable {
     let windowMillis: Int64
     let capacity: Int
     private var samples: [String: DistillSample] = [:]
-    private var sampleOrder: [(id: String, ts: Int64)] = []
+    private var sampleOrder: [JoinEntry] = []
     private var sampleHead = 0
     private var labels: [String: LabelRecord] = [:]
-    private var labelOrder: [(id: String, ts: Int64)] = []
+    private var labelOrder: [JoinEntry] = []
     private var labelHead = 0
     /// Labels whose sample had already left the buffer (or never came within the window).
     private(set) var tooLate = 0
@@ -34,13 +34,13 @@ struct LabelJoinBuffer {
         kept.features = []
         if samples.count >= capacity { evictOldestSample() }
         samples[sample.id] = kept
-        sampleOrder.append((sample.id, sample.timestamp))
+        sampleOrder.append(JoinEntry(id: sample.id, ts: sample.timestamp))
     }
 
     mutating func waitForSample(_ label: LabelRecord) {
         if labels.count >= capacity { evictOldestLabel() }
         labels[label.id] = label
-        labelOrder.append((label.id, label.timestamp))
+        labelOrder.append(JoinEntry(id: label.id, ts: label.timestamp))
     }
 
     mutating func takeLabel(for id: String) -> Int? {
@@ -82,4 +82,10 @@ struct LabelJoinBuffer {
             labelHead = 0
         }
     }
+}
+
+/// One waiting id and its event time, in arrival order.
+struct JoinEntry: Codable {
+    var id: String
+    var ts: Int64
 }

@@ -170,3 +170,46 @@ struct DistillEngineTests {
         #expect(report.figures.teacherLabeledSamples == 150)
     }
 }
+
+/// Snapshots: what a crash-restart needs.
+@Suite("Distill engine state")
+struct DistillEngineStateTests {
+    @Test("A restored engine continues exactly like one that never stopped")
+    func snapshotRestore() throws {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let records = RotationScenario().records()
+        let half = records.count / 2
+        let reference = try DistillEngine(config: config)
+        let expected = DistillEngineTests.run(records, engine: reference)
+
+        let first = try DistillEngine(config: config)
+        let before = DistillEngineTests.run(Array(records[..<half]), engine: first)
+        let snapshot = try first.snapshot()
+        let second = try DistillEngine(config: config)
+        try second.restore(snapshot)
+        var after: [EngineOutput] = []
+        for (i, bytes) in records[half...].enumerated() {
+            after += second.handleSample(bytes, key: nil,
+                                         at: InputPosition(topic: "samples", partition: 0, offset: Int64(half + i)))
+        }
+        func ids(_ o: [EngineOutput]) -> [String] {
+            o.compactMap { if case .decision(let d) = $0 { AlertIdentity.id(for: d) } else { nil } }
+        }
+        func reports(_ o: [EngineOutput]) -> [WindowReport] {
+            o.compactMap { if case .windowReport(let r) = $0 { r } else { nil } }
+        }
+        #expect(!ids(expected).isEmpty)
+        #expect(ids(before) + ids(after) == ids(expected))
+        #expect(reports(before) + reports(after) == reports(expected))
+    }
+
+    @Test("A snapshot taken under other windows is refused with a clear reason")
+    func incompatible() throws {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let engine = try DistillEngine(config: config)
+        _ = DistillEngineTests.run(Array(RotationScenario().records().prefix(100)), engine: engine)
+        let other = try DistillConfig.parse(scenarioConfig.replacingOccurrences(of: "size: 60s", with: "size: 30s"))
+        let error = #expect(throws: EngineStateError.self) { try DistillEngine(config: other).restore(engine.snapshot()) }
+        #expect(error?.description.contains("windows") == true)
+    }
+}
