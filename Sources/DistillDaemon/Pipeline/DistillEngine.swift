@@ -35,8 +35,8 @@ public struct RejectedRecord: Sendable, Equatable {
 public enum EngineOutput: Sendable {
     /// A trigger episode fired or resolved (alerts), or a teacher regressed.
     case decision(TriggerDecision)
-    /// Every figure of a closed window with its interval and the decisions taken on it.
-    case windowReport(WindowReport)
+    /// A closed window, with every group's figures (intervals, rare classes flagged) and the decisions taken.
+    case windowClosed(DistillWindow, reports: [WindowReport])
     /// A calibration check of one model version.
     case calibration(CalibrationCheck)
     /// A record that could not be used.
@@ -213,10 +213,9 @@ public final class DistillEngine {
         var out: [EngineOutput] = []
         for window in closed.statistics {
             counters.windowsClosed += 1
-            for report in evaluator.report(window: window) {
-                out.append(.windowReport(report))
-                out += publishable(report.decisions)
-            }
+            let reports = evaluator.report(window: window)
+            out.append(.windowClosed(window, reports: reports))
+            for report in reports { out += publishable(report.decisions) }
         }
         for window in closed.calibration {
             let checks = CalibrationCheck.checks(

@@ -50,6 +50,13 @@ struct SplitMix {
     }
 }
 
+/// Every window report among the engine's outputs, in order.
+func windowReports(_ outputs: [EngineOutput]) -> [WindowReport] {
+    var out: [WindowReport] = []
+    for case .windowClosed(_, let reports) in outputs { out += reports }
+    return out
+}
+
 let scenarioConfig = """
     model: {classes: [a, b, c, d]}
     windows:
@@ -90,7 +97,7 @@ struct DistillEngineTests {
         #expect(first.lower.map { $0 >= 0.05 } == true, "the interval's near end is past the threshold")
         let beforeChange = Self.fired(outputs).filter { $0.windowEnd <= scenario.start + scenario.changeAt }
         #expect(beforeChange.isEmpty, "nothing fires while the teachers agree: \(beforeChange.map(\.rule))")
-        let reports = outputs.compactMap { if case .windowReport(let r) = $0 { r } else { nil } }
+        let reports = windowReports(outputs)
         #expect(reports.contains { $0.window == "drift" } && reports.contains { $0.window == "fast" })
     }
 
@@ -132,7 +139,7 @@ struct DistillEngineTests {
         #expect(letters.map(\.reason) == bad.map(\.reason), "\(letters.map(\.message))")
         #expect(letters.allSatisfy { $0.source.topic == "samples" && !$0.message.isEmpty })
         func reports(_ o: [EngineOutput]) -> [WindowReport] {
-            o.compactMap { if case .windowReport(let r) = $0 { r } else { nil } }
+            windowReports(o)
         }
         #expect(reports(cleanOut) == reports(mixedOut), "bad records never touch window state")
     }
@@ -158,9 +165,9 @@ struct DistillEngineTests {
         }
         outputs += engine.advance(to: t0 + 200_000)
         #expect(engine.counters.labelsJoined == 150)
-        let fast = outputs.compactMap { output -> WindowReport? in
-            if case .windowReport(let r) = output, r.window == "fast", r.group.slice == nil { return r }
-            return nil
+        let fast = outputs.flatMap { output -> [WindowReport] in
+            if case .windowClosed(_, let r) = output { return r.filter { $0.window == "fast" && $0.group.slice == nil } }
+            return []
         }
         // The 60 s window that holds the whole 30 s stream.
         let report = try #require(fast.max { $0.samples < $1.samples })
@@ -196,7 +203,7 @@ struct DistillEngineStateTests {
             o.compactMap { if case .decision(let d) = $0 { AlertIdentity.id(for: d) } else { nil } }
         }
         func reports(_ o: [EngineOutput]) -> [WindowReport] {
-            o.compactMap { if case .windowReport(let r) = $0 { r } else { nil } }
+            windowReports(o)
         }
         #expect(!ids(expected).isEmpty)
         #expect(ids(before) + ids(after) == ids(expected))

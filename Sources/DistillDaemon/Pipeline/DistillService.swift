@@ -1,0 +1,63 @@
+import Foundation
+import KafkaClient
+import Logging
+import ServiceLifecycle
+
+// MARK: - DistillService
+
+/// `distilld run`: the whole daemon as one `Service`. On graceful shutdown (SIGTERM/SIGINT) it stops fetching,
+/// finishes the batch in hand, waits for every output's acknowledgement, writes the state checkpoint and commits.
+public struct DistillService: Service {
+    /// Stamped in state checkpoints.
+    public static let version = "distilld 0.1.0"
+
+    public let config: DistillConfig
+    public let logger: Logger
+    public let hooks: DistillServiceHooks
+
+    public init(config: DistillConfig, logger: Logger, hooks: DistillServiceHooks = DistillServiceHooks()) {
+        self.config = config
+        self.logger = logger
+        self.hooks = hooks
+    }
+
+    public func run() async throws {
+        let connection = try KafkaConnection(config.broker, logger: logger)
+        hooks.onConnected(connection)
+        let runner = try PipelineRunner(config: config, connection: connection, hooks: hooks, logger: logger)
+        try await runner.run()
+        withExtendedLifetime(connection) {}
+    }
+}
+
+/// Callbacks for embedding and tests; every one defaults to doing nothing.
+public struct DistillServiceHooks: Sendable {
+    /// Names this instance in CloudEvents' `source`.
+    public var instance: String
+    public var onConnected: @Sendable (KafkaConnection) -> Void
+    public var onReady: @Sendable () -> Void
+    public var onAlert: @Sendable (AlertEvent) -> Void
+    /// After each durable checkpoint, with the next input offset per partition it covers.
+    public var onCheckpoint: @Sendable ([TopicPartition: Int64]) -> Void
+    /// After partitions are assigned (and sought to the checkpoint's offsets).
+    public var onAssigned: @Sendable ([TopicPartition]) -> Void
+    public var onStopped: @Sendable () -> Void
+
+    public init(
+        instance: String = ProcessInfo.processInfo.hostName,
+        onConnected: @escaping @Sendable (KafkaConnection) -> Void = { _ in },
+        onReady: @escaping @Sendable () -> Void = {},
+        onAlert: @escaping @Sendable (AlertEvent) -> Void = { _ in },
+        onCheckpoint: @escaping @Sendable ([TopicPartition: Int64]) -> Void = { _ in },
+        onAssigned: @escaping @Sendable ([TopicPartition]) -> Void = { _ in },
+        onStopped: @escaping @Sendable () -> Void = {}
+    ) {
+        self.instance = instance
+        self.onConnected = onConnected
+        self.onReady = onReady
+        self.onAlert = onAlert
+        self.onCheckpoint = onCheckpoint
+        self.onAssigned = onAssigned
+        self.onStopped = onStopped
+    }
+}

@@ -1,0 +1,271 @@
+import DistillCore
+import Foundation
+import KafkaClient
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+// MARK: - PipelineRunner
+
+/// The daemon's loop: Kafka in, `DistillEngine`, Kafka out, with the commit protocol that loses and doubles nothing.
+///
+/// Commit protocol, every `state.interval` and on shutdown:
+/// 1. wait until the broker acknowledged every output produced so far (a failed delivery stops the daemon
+///    *without* committing, so a restart recomputes and re-sends it);
+/// 2. write the state checkpoint (engine state + the next input offset per partition) durably;
+/// 3. only then store and commit those offsets in the consumer group.
+/// A crash between 2 and 3 is safe: on start the runner seeks to the checkpoint's offsets, which are never behind
+/// the committed ones, so nothing is folded in twice; alert ids are deterministic and already-emitted ids live in
+/// the checkpoint, so nothing is sent twice.
+final class PipelineRunner {
+    let config: DistillConfig
+    let logger: Logger
+    let engine: DistillEngine
+    let producer: KafkaProducer
+    let inputs: KafkaConsumer
+    let registryConsumer: KafkaConsumer
+    let store: StateStore
+    let output: DistillOutputContext
+    let hooks: DistillServiceHooks
+    /// Next offset per input partition, as covered by the engine's state.
+    private var positions: [TopicPartition: Int64] = [:]
+    /// Offsets from the restored checkpoint: where each partition resumes.
+    private var resumeAt: [TopicPartition: Int64] = [:]
+    private let failures = DeliveryFailures()
+    private var lastCheckpoint = ContinuousClock.now
+    private var published = 0
+
+    init(config: DistillConfig, connection: KafkaConnection, hooks: DistillServiceHooks, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        self.hooks = hooks
+        engine = try DistillEngine(config: config)
+        producer = try KafkaProducer(properties: connection.properties, logger: logger)
+        inputs = try KafkaConsumer(groupID: config.consumerGroup, properties: connection.properties, logger: logger)
+        registryConsumer = try KafkaConsumer(
+            groupID: config.consumerGroup + ".registry", properties: connection.properties, logger: logger)
+        store = StateStore(directory: config.state.directory, logger: logger)
+        output = DistillOutputContext(
+            source: DistillOutputContext.source(instance: hooks.instance), configRevision: config.revision,
+            confidenceLevel: config.statistics.confidenceLevel)
+    }
+
+    // MARK: Run
+
+    func run() async throws {
+        try restore()
+        try await catchUpRegistry()
+        var topics = [config.topics.samples]
+        if let labels = config.topics.labels { topics.append(labels) }
+        try inputs.subscribe(topics)
+        hooks.onReady()
+        logger.info("distilld running", metadata: [
+            "topics": "\(topics.joined(separator: ","))", "group": "\(config.consumerGroup)",
+            "state": "\(config.state.directory)"])
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try await step()
+        }
+        logger.info("shutting down: final checkpoint")
+        try await checkpoint()
+        await inputs.close()
+        await registryConsumer.close()
+        await producer.close()
+        hooks.onStopped()
+    }
+
+    /// One poll of the registry and of the inputs, then a checkpoint when one is due.
+    func step() async throws {
+        for message in try await registryConsumer.poll(maxMessages: 256, timeout: .zero).messages {
+            try publish(engine.handleTeacher(message.value, key: message.key, at: position(of: message)))
+        }
+        let batch = try await inputs.poll(maxMessages: 2048, timeout: .milliseconds(100))
+        for event in batch.events {
+            switch event {
+            case .assigned(let partitions):
+                for tp in partitions {
+                    if let offset = resumeAt[tp] { try await inputs.seek(tp, to: offset) }
+                }
+                logger.info("partitions assigned", metadata: ["partitions": "\(partitions.count)"])
+                hooks.onAssigned(partitions)
+            case .revoked(let partitions), .lost(let partitions):
+                logger.info("partitions revoked", metadata: ["partitions": "\(partitions.count)"])
+            case .error(let error):
+                logger.warning("consumer: \(error)")
+            case .message(let message):
+                let at = position(of: message)
+                let outputs = message.topic == config.topics.samples
+                    ? engine.handleSample(message.value, key: message.key, at: at)
+                    : engine.handleLabel(message.value, key: message.key, at: at)
+                try publish(outputs)
+                positions[message.topicPartition] = message.offset + 1
+            }
+        }
+        if ContinuousClock.now - lastCheckpoint >= .milliseconds(config.state.intervalMillis) {
+            try await checkpoint()
+        }
+    }
+
+    private func position(of m: KafkaMessage) -> InputPosition {
+        InputPosition(topic: m.topic, partition: m.partition, offset: m.offset)
+    }
+
+    // MARK: Restore
+
+    private func restore() throws {
+        let policy: OnCorrupt = config.state.onCorrupt == .reset ? .reset : .fail
+        let result = try store.loadApplying(policy)
+        guard let checkpoint = result.checkpoint else {
+            logger.info("no state checkpoint: starting fresh", metadata: ["dir": "\(config.state.directory)"])
+            return
+        }
+        if case .recovered(_, let path, let skipped) = result {
+            logger.warning("latest checkpoint unusable (\(skipped)); restored the previous one from \(path)")
+        }
+        do {
+            if let bytes = checkpoint.section(named: "engine") { try engine.restore(bytes) }
+        } catch {
+            guard config.state.onCorrupt == .reset else {
+                throw DaemonError.state("cannot restore the checkpoint's engine state: \(error). Set "
+                                        + "state.on_corrupt: reset to start fresh, or restore the previous config")
+            }
+            logger.warning("checkpoint engine state not restorable (\(error)); starting fresh (state.on_corrupt: reset)")
+            return
+        }
+        for (tp, offset) in checkpoint.offsets {
+            resumeAt[TopicPartition(tp.topic, tp.partition)] = offset
+            positions[TopicPartition(tp.topic, tp.partition)] = offset
+        }
+        logger.info("state restored", metadata: [
+            "sequence": "\(checkpoint.sequence)", "partitions": "\(checkpoint.offsets.count)"])
+    }
+
+    /// Reads the whole registry topic before the first sample, so group keys use the right teacher pair.
+    private func catchUpRegistry() async throws {
+        let tp = TopicPartition(config.topics.teachers, 0)
+        try registryConsumer.assign([tp: KafkaOffset.beginning])
+        let deadline = ContinuousClock.now + .seconds(30)
+        var high: Int64 = -1
+        var read: Int64 = 0
+        while ContinuousClock.now < deadline {
+            if high < 0 { high = (try? await registryConsumer.lag(timeout: .seconds(2)))?[tp]?.highWatermark ?? -1 }
+            let batch = try await registryConsumer.poll(maxMessages: 1024, timeout: .milliseconds(200))
+            for message in batch.messages {
+                try publish(engine.handleTeacher(message.value, key: message.key, at: position(of: message)))
+                read = message.offset + 1
+            }
+            if high >= 0 && read >= high { break }
+        }
+        logger.info("teacher registry read", metadata: ["records": "\(read)"])
+    }
+
+    // MARK: Outputs
+
+    private func publish(_ outputs: [EngineOutput]) throws {
+        for item in outputs {
+            let record: ProducerRecord
+            switch item {
+            case .decision(let decision):
+                guard let event = AlertEvent(decision: decision, context: output) else { continue }
+                record = try event.producerRecord(topic: config.topics.alerts)
+                hooks.onAlert(event)
+            case .windowClosed(let window, let reports):
+                for report in reports {
+                    let snapshot = WindowSnapshot(window: window, group: report.group, figures: report.figures,
+                                                  context: output, rareClasses: config.triggers.rareClasses)
+                    try send(try snapshot.producerRecord(topic: config.topics.windows))
+                    published += 1
+                }
+                continue
+            case .calibration(let check):
+                record = try CalibrationCheckRecord(check, context: output).producerRecord(topic: config.topics.calibration)
+            case .deadLetter(let rejected):
+                record = DeadLetterRecord(
+                    sourceTopic: rejected.source.topic, sourcePartition: rejected.source.partition,
+                    sourceOffset: rejected.source.offset, key: rejected.key, value: rejected.bytes,
+                    reason: DeadLetterReason(code: rejected.reason, message: rejected.message,
+                                             field: rejected.field ?? "$"))
+                    .producerRecord(topic: config.topics.deadLetter)
+            case .studentCheckpoint(let checkpoint):
+                record = try StudentCheckpointRecord(
+                    checkpoint: checkpoint, studentVersion: DistillEngine.onlineStudentVersion, context: output)
+                    .producerRecord(topic: config.topics.students)
+            }
+            try send(record)
+            published += 1
+        }
+    }
+
+    private func send(_ record: ProducerRecord) throws {
+        let failures = self.failures
+        while true {
+            do {
+                try producer.send(record) { result in
+                    if case .failure(let error) = result { failures.record(error) }
+                }
+                return
+            } catch where error.code == .queueFull {
+                // The local queue drains as the broker acknowledges; waiting here is the backpressure.
+                Thread.sleep(forTimeInterval: 0.002)
+            }
+        }
+    }
+
+    // MARK: Checkpoint
+
+    /// Outputs acknowledged → state durable → offsets committed, in that order.
+    func checkpoint() async throws {
+        let started = ContinuousClock.now
+        try await producer.flush(timeout: .seconds(60))
+        if let failure = failures.first {
+            throw DaemonError.delivery("an output could not be delivered (\(failure)); stopping without "
+                                       + "committing, so a restart recomputes and re-sends it")
+        }
+        let offsets = Dictionary(uniqueKeysWithValues: positions.map {
+            (StateTopicPartition(topic: $0.key.topic, partition: $0.key.partition), $0.value)
+        })
+        let snapshot = StateCheckpoint(
+            sequence: store.nextSequence, createdAtMilliseconds: StateStore.systemMilliseconds(),
+            configRevision: config.revision, writerVersion: DistillService.version, offsets: offsets,
+            sections: [StateSection(name: "engine", bytes: try engine.snapshot())])
+        _ = try store.write(snapshot)
+        hooks.onCheckpoint(positions)
+        let assigned = Set(inputs.assignment)
+        let done = positions.filter { assigned.contains($0.key) }
+        if !done.isEmpty {
+            try inputs.markDone(done)
+            try await inputs.commit()
+        }
+        lastCheckpoint = ContinuousClock.now
+        logger.debug("checkpoint", metadata: [
+            "took": "\(ContinuousClock.now - started)", "outputs": "\(published)", "partitions": "\(done.count)"])
+    }
+}
+
+// MARK: - Helpers
+
+/// Delivery failures seen by producer callbacks (which run on librdkafka's thread).
+final class DeliveryFailures: Sendable {
+    private let errors = Locked<[KafkaError]>([])
+    func record(_ error: KafkaError) { errors.withLock { $0.append(error) } }
+    var first: KafkaError? { errors.withLock { $0.first } }
+}
+
+/// A value behind a lock, shareable with escaping closures.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+}
+
+/// Errors that stop the daemon, with what to do.
+public enum DaemonError: Error, CustomStringConvertible {
+    case state(String)
+    case delivery(String)
+
+    public var description: String {
+        switch self {
+        case .state(let why): "state: \(why)"
+        case .delivery(let why): "delivery: \(why)"
+        }
+    }
+}
