@@ -4,7 +4,7 @@
 SWIFT ?= swift
 BOOTSTRAP_FILE ?= .distilld/bootstrap
 
-.PHONY: deps build run test clean
+.PHONY: deps build run test bench clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -20,6 +20,11 @@ run: build
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-xctest
+
+# Micro-benchmarks of the hot paths (release build); prints rates and ratios against in-run baselines.
+bench: deps
+	$(SWIFT) build -c release --product distilld-bench
+	.build/release/distilld-bench
 
 clean:
 	rm -rf .build .distilld

@@ -14,6 +14,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .systemLibrary(
@@ -40,6 +44,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                // The endpoint reads its bound port from the channel; Hummingbird does not re-export NIOCore.
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .executableTarget(
@@ -49,7 +58,14 @@ let package = Package(
                 "KafkaClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        // Micro-benchmarks of the hot paths, apart from the tests (`make bench`).
+        .executableTarget(
+            name: "distilld-bench",
+            dependencies: ["DistillCore"],
+            path: "Benchmarks/DistillBench"
         ),
         .testTarget(
             name: "KafkaClientTests",
@@ -64,7 +80,13 @@ let package = Package(
         ),
         .testTarget(
             name: "DistillDaemonTests",
-            dependencies: ["DistillDaemon", "KafkaClient"]
+            dependencies: [
+                "DistillDaemon",
+                "KafkaClient",
+                "DistillCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
     ]
 )

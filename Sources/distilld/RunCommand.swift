@@ -27,8 +27,17 @@ struct RunCommand: AsyncParsableCommand {
             settings = try DistillConfig.load(path: config)
         }
         let service = DistillService(config: settings, logger: logger)
+        var services: [any Service] = []
+        if settings.http.enabled {
+            // First in the group, so it stops last and /readyz reports the shutdown.
+            services.append(OperationsEndpoint(
+                host: settings.http.host, port: settings.http.port, metrics: service.metrics, health: service.health,
+                logger: logger))
+        }
+        services.append(service)
         let group = ServiceGroup(configuration: .init(
-            services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

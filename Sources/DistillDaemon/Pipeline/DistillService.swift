@@ -14,18 +14,33 @@ public struct DistillService: Service {
     public let config: DistillConfig
     public let logger: Logger
     public let hooks: DistillServiceHooks
+    /// Prometheus metrics; the operations endpoint serves them.
+    public let metrics: DistillMetrics
+    /// Liveness and readiness, for `/healthz` and `/readyz`.
+    public let health: HealthState
 
-    public init(config: DistillConfig, logger: Logger, hooks: DistillServiceHooks = DistillServiceHooks()) {
+    public init(
+        config: DistillConfig, logger: Logger, hooks: DistillServiceHooks = DistillServiceHooks(),
+        metrics: DistillMetrics = DistillMetrics(), health: HealthState = HealthState()
+    ) {
         self.config = config
         self.logger = logger
         self.hooks = hooks
+        self.metrics = metrics
+        self.health = health
     }
 
     public func run() async throws {
         let connection = try KafkaConnection(config.broker, logger: logger)
         hooks.onConnected(connection)
-        let runner = try PipelineRunner(config: config, connection: connection, hooks: hooks, logger: logger)
-        try await runner.run()
+        let runner = try PipelineRunner(
+            config: config, connection: connection, hooks: hooks, metrics: metrics, health: health, logger: logger)
+        do {
+            try await runner.run()
+        } catch {
+            health.failed(reason: "\(error)")
+            throw error
+        }
         withExtendedLifetime(connection) {}
     }
 }

@@ -27,6 +27,12 @@ final class PipelineRunner {
     let store: StateStore
     let output: DistillOutputContext
     let hooks: DistillServiceHooks
+    let metrics: DistillMetrics
+    let health: HealthState
+    /// Engine counters already reported to metrics (they are cumulative; metrics take deltas).
+    private var reported = EngineCounters()
+    private var lastLagUpdate = ContinuousClock.now
+    private var lagQuery: Task<Void, Never>?
     /// Next offset per input partition, as covered by the engine's state.
     private var positions: [TopicPartition: Int64] = [:]
     /// Offsets from the restored checkpoint: where each partition resumes.
@@ -35,10 +41,15 @@ final class PipelineRunner {
     private var lastCheckpoint = ContinuousClock.now
     private var published = 0
 
-    init(config: DistillConfig, connection: KafkaConnection, hooks: DistillServiceHooks, logger: Logger) throws {
+    init(
+        config: DistillConfig, connection: KafkaConnection, hooks: DistillServiceHooks, metrics: DistillMetrics,
+        health: HealthState, logger: Logger
+    ) throws {
         self.config = config
         self.logger = logger
         self.hooks = hooks
+        self.metrics = metrics
+        self.health = health
         engine = try DistillEngine(config: config)
         producer = try KafkaProducer(properties: connection.properties, logger: logger)
         inputs = try KafkaConsumer(groupID: config.consumerGroup, properties: connection.properties, logger: logger)
@@ -54,6 +65,7 @@ final class PipelineRunner {
 
     func run() async throws {
         try restore()
+        health.stateRestored()
         try await catchUpRegistry()
         var topics = [config.topics.samples]
         if let labels = config.topics.labels { topics.append(labels) }
@@ -65,6 +77,9 @@ final class PipelineRunner {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try await step()
         }
+        health.shutdownBegan()
+        lagQuery?.cancel()
+        await lagQuery?.value
         logger.info("shutting down: final checkpoint")
         try await checkpoint()
         await inputs.close()
@@ -86,9 +101,11 @@ final class PipelineRunner {
                     if let offset = resumeAt[tp] { try await inputs.seek(tp, to: offset) }
                 }
                 logger.info("partitions assigned", metadata: ["partitions": "\(partitions.count)"])
+                health.partitionsAssigned()
                 hooks.onAssigned(partitions)
             case .revoked(let partitions), .lost(let partitions):
                 logger.info("partitions revoked", metadata: ["partitions": "\(partitions.count)"])
+                for tp in partitions { metrics.removeLag(topic: tp.topic, partition: tp.partition) }
             case .error(let error):
                 logger.warning("consumer: \(error)")
             case .message(let message):
@@ -100,9 +117,33 @@ final class PipelineRunner {
                 positions[message.topicPartition] = message.offset + 1
             }
         }
+        reportCounters()
         if ContinuousClock.now - lastCheckpoint >= .milliseconds(config.state.intervalMillis) {
             try await checkpoint()
         }
+        if ContinuousClock.now - lastLagUpdate >= .seconds(5), lagQuery == nil || lagQuery!.isCancelled {
+            lastLagUpdate = ContinuousClock.now
+            // Watermark queries are round trips per partition: never let them hold up the pipeline.
+            let inputs = self.inputs, metrics = self.metrics
+            lagQuery = Task {
+                if let lags = try? await inputs.lag(timeout: .seconds(2)) {
+                    for (tp, lag) in lags { metrics.setLag(topic: tp.topic, partition: tp.partition, lag: lag.lag) }
+                }
+            }
+        }
+    }
+
+    /// Passes the engine's cumulative counters to the metrics as deltas.
+    private func reportCounters() {
+        let now = engine.counters
+        metrics.samplesIngested(now.samplesIngested - reported.samplesIngested)
+        metrics.samplesDuplicate(now.duplicateSamples - reported.duplicateSamples)
+        for _ in 0..<max(0, now.lateSamples - reported.lateSamples) { metrics.lateSample(dropped: false) }
+        for (reason, count) in now.deadLetters {
+            for _ in 0..<max(0, count - (reported.deadLetters[reason] ?? 0)) { metrics.deadLetter(reason: reason) }
+        }
+        metrics.studentUpdated(now.studentUpdates - reported.studentUpdates)
+        reported = now
     }
 
     private func position(of m: KafkaMessage) -> InputPosition {
@@ -167,6 +208,7 @@ final class PipelineRunner {
             case .decision(let decision):
                 guard let event = AlertEvent(decision: decision, context: output) else { continue }
                 record = try event.producerRecord(topic: config.topics.alerts)
+                metrics.alertEmitted(type: event.type.rawValue)
                 hooks.onAlert(event)
             case .windowClosed(let window, let reports):
                 for report in reports {
@@ -191,6 +233,7 @@ final class PipelineRunner {
                     .producerRecord(topic: config.topics.students)
             }
             try send(record)
+            metrics.outputRecords(topic: record.topic)
             published += 1
         }
     }
@@ -217,6 +260,7 @@ final class PipelineRunner {
         let started = ContinuousClock.now
         try await producer.flush(timeout: .seconds(60))
         if let failure = failures.first {
+            metrics.deliveryFailed()
             throw DaemonError.delivery("an output could not be delivered (\(failure)); stopping without "
                                        + "committing, so a restart recomputes and re-sends it")
         }
@@ -227,7 +271,8 @@ final class PipelineRunner {
             sequence: store.nextSequence, createdAtMilliseconds: StateStore.systemMilliseconds(),
             configRevision: config.revision, writerVersion: DistillService.version, offsets: offsets,
             sections: [StateSection(name: "engine", bytes: try engine.snapshot())])
-        _ = try store.write(snapshot)
+        let receipt = try store.write(snapshot)
+        metrics.checkpointWritten(duration: receipt.duration)
         hooks.onCheckpoint(positions)
         let assigned = Set(inputs.assignment)
         let done = positions.filter { assigned.contains($0.key) }

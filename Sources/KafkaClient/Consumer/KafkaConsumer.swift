@@ -269,29 +269,45 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
-    /// Lag per assigned partition: the broker's high watermark (queried now) minus this consumer's position,
-    /// or its committed offset when it has not fetched yet.
+    /// Lag per assigned partition: the high watermark minus this consumer's position (or its committed offset
+    /// when it has not fetched yet). Watermarks come from librdkafka's cache, filled by every fetch response, so
+    /// this is cheap; the broker is asked only for partitions with no cached watermark yet.
     public func lag(timeout: Duration = .seconds(5)) async throws(KafkaError) -> [TopicPartition: PartitionLag] {
         let partitions = assignment
         guard !partitions.isEmpty else { return [:] }
         let rk = handle
         let ms = timeout.milliseconds
-        let committed = try await committed(partitions, timeout: timeout)
         let result: Result<[TopicPartition: PartitionLag], KafkaError> = await onControlQueue {
             let positions = TopicPartitionList(partitions)
             rd_kafka_position(rk.pointer, positions.pointer)
-            var out: [TopicPartition: PartitionLag] = [:]
+            var unknown: [TopicPartition] = []
+            var out: [TopicPartition: (position: Int64, low: Int64, high: Int64)] = [:]
             for (tp, position, _) in positions.elements {
-                var low: Int64 = 0
-                var high: Int64 = 0
-                let err = rd_kafka_query_watermark_offsets(rk.pointer, tp.topic, tp.partition, &low, &high, ms)
-                if let error = KafkaError.from(err, .consume, "query watermarks of \(tp)") { return .failure(error) }
-                var at = position
-                if at < 0 { at = committed[tp] ?? -1 }
-                if at < 0 { at = low }
-                out[tp] = PartitionLag(position: at, highWatermark: high)
+                var low: Int64 = -1
+                var high: Int64 = -1
+                rd_kafka_get_watermark_offsets(rk.pointer, tp.topic, tp.partition, &low, &high)
+                if high < 0 {
+                    let err = rd_kafka_query_watermark_offsets(rk.pointer, tp.topic, tp.partition, &low, &high, ms)
+                    if let error = KafkaError.from(err, .consume, "query watermarks of \(tp)") { return .failure(error) }
+                }
+                if position < 0 { unknown.append(tp) }
+                out[tp] = (position, low, high)
             }
-            return .success(out)
+            var committed: [TopicPartition: Int64] = [:]
+            if !unknown.isEmpty {
+                let list = TopicPartitionList(unknown)
+                if rd_kafka_committed(rk.pointer, list.pointer, ms) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    for e in list.elements { committed[e.tp] = e.offset }
+                }
+            }
+            var lags: [TopicPartition: PartitionLag] = [:]
+            for (tp, v) in out {
+                var at = v.position
+                if at < 0 { at = committed[tp] ?? -1 }
+                if at < 0 { at = max(v.low, 0) }
+                lags[tp] = PartitionLag(position: at, highWatermark: v.high)
+            }
+            return .success(lags)
         }
         return try result.get()
     }

@@ -99,8 +99,8 @@ struct DistillConfigTests {
     func check() throws {
         let path = packageRoot.appendingPathComponent("config/distilld.yaml").path
         let cwd = FileManager.default.currentDirectoryPath
-        FileManager.default.changeCurrentDirectoryPath(packageRoot.path)
-        defer { FileManager.default.changeCurrentDirectoryPath(cwd) }
+        _ = FileManager.default.changeCurrentDirectoryPath(packageRoot.path)
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(cwd) }
         let ok = try DistillConfig.check(path: path).get()
         #expect(ok.contains("ok (revision"))
         let bad = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID()).yaml")
