@@ -213,6 +213,18 @@ public struct DistillWindowSet: Sendable, Codable {
         return late
     }
 
+    /// Makes every event-time window's watermark follow the input watermark (see `setInputWatermark(_:)`).
+    public mutating func followInputWatermark() {
+        for i in timeWindows.indices { timeWindows[i].followInputWatermark() }
+        for i in calibrationTime.indices { calibrationTime[i].followInputWatermark() }
+    }
+
+    /// Sets the event time every input partition has reached (ms); each window's watermark is this minus its grace.
+    public mutating func setInputWatermark(_ eventTime: Int64) {
+        for i in timeWindows.indices { timeWindows[i].setInputWatermark(eventTime) }
+        for i in calibrationTime.indices { calibrationTime[i].setInputWatermark(eventTime) }
+    }
+
     /// Moves every event-time window's watermark to at least `eventTime` (ms).
     public mutating func advanceWatermark(to eventTime: Int64) {
         for i in timeWindows.indices { timeWindows[i].advanceWatermark(to: eventTime) }

@@ -28,6 +28,12 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
     public private(set) var maxEventTime: Int64?
     /// Externally advanced watermark, ms.
     public private(set) var externalWatermark: Int64?
+    /// When true, the watermark follows `inputWatermark` (the slowest input partition's event time) instead of the
+    /// largest event time seen: with many partitions read batch by batch, one partition's newest sample must not
+    /// make the others' samples late.
+    public private(set) var followsInputs = false
+    /// The event time every input partition has reached, ms (set by the daemon).
+    public private(set) var inputWatermark: Int64?
     /// End of the next window instance to close, ms.
     public private(set) var nextEnd: Int64?
     /// True once any window instance has been closed (or skipped as empty).
@@ -57,7 +63,7 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
 
     /// The current watermark, ms, or nil before the first sample.
     public var watermark: Int64? {
-        let fromEvents = maxEventTime.map { $0 - grace }
+        let fromEvents = followsInputs ? inputWatermark.map { $0 - grace } : maxEventTime.map { $0 - grace }
         switch (fromEvents, externalWatermark) {
         case let (a?, b?): return max(a, b)
         case let (a?, nil): return a
@@ -83,6 +89,17 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
         update(&panes[pane, default: [:]])
         paneSamples[pane, default: 0] += 1
         return .accepted
+    }
+
+    /// Makes the watermark follow `setInputWatermark(_:)` rather than the largest event time seen.
+    public mutating func followInputWatermark() {
+        followsInputs = true
+    }
+
+    /// Sets the event time all input partitions have reached; the watermark is this minus the grace period.
+    /// Never moves back.
+    public mutating func setInputWatermark(_ eventTime: Int64) {
+        inputWatermark = max(inputWatermark ?? eventTime, eventTime)
     }
 
     /// Moves the watermark forward to at least `eventTime` (e.g. when a partition is idle). Never moves back.

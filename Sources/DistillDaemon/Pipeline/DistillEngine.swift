@@ -86,6 +86,10 @@ public final class DistillEngine {
     private var parked: [ParkedSample] = []
     private let maxParked = 10_000
     private var samplesSinceCheckpoint = 0
+    /// Largest event time seen per `samples` partition; the windows' watermark follows the slowest of them.
+    private(set) var partitionEventTime: [Int32: Int64] = [:]
+    /// Partitions that hold the watermark: assigned and not idle.
+    private var activePartitions: Set<Int32> = []
     public private(set) var counters = EngineCounters()
 
     /// Builds an engine for a validated config.
@@ -93,6 +97,7 @@ public final class DistillEngine {
         self.config = config
         decoder = SampleDecoder(classes: config.model.classes.count, features: config.model.features)
         windows = DistillWindowSet(config: config.statistics)
+        windows.followInputWatermark()
         evaluator = TriggerEvaluator(config: config.triggers, level: config.statistics.confidenceLevel)
         registry = TeacherRegistry(policy: config.teacher.health)
         labelJoin = LabelJoinBuffer(windowMillis: config.labels.joinWindowMillis, capacity: config.labels.maxBuffered)
@@ -155,6 +160,7 @@ public final class DistillEngine {
             counters.samplesParked = parked.count
             return []
         }
+        trackEventTime(sample.timestamp, partition: position.partition)
         guard recentIDs.insert(sample.id) else {
             counters.duplicateSamples += 1
             return []
@@ -198,6 +204,46 @@ public final class DistillEngine {
         counters.labelsWaiting = labelJoin.waitingLabels
         counters.labelsTooLate = labelJoin.tooLate
         return []
+    }
+
+    /// The `samples` partitions this instance reads: the watermark waits until each has delivered data (or is
+    /// declared idle), so the first partition read cannot make the others' samples late.
+    public func partitionsAssigned(_ partitions: [Int32]) {
+        activePartitions.formUnion(partitions)
+    }
+
+    /// Partitions this instance no longer reads stop holding the watermark back.
+    public func partitionsRevoked(_ partitions: [Int32]) -> [EngineOutput] {
+        for p in partitions {
+            partitionEventTime[p] = nil
+            activePartitions.remove(p)
+        }
+        updateWatermark()
+        return closeWindows()
+    }
+
+    /// A partition with no new data for a while stops holding the watermark back until it delivers again
+    /// (its samples older than the watermark are then counted late).
+    public func partitionIdle(_ partition: Int32) -> [EngineOutput] {
+        guard activePartitions.remove(partition) != nil else { return [] }
+        updateWatermark()
+        return closeWindows()
+    }
+
+    private func trackEventTime(_ ts: Int64, partition: Int32) {
+        partitionEventTime[partition] = max(partitionEventTime[partition] ?? ts, ts)
+        activePartitions.insert(partition)
+        updateWatermark()
+    }
+
+    /// The slowest active partition's event time, once every active partition has delivered something.
+    private func updateWatermark() {
+        var low: Int64?
+        for p in activePartitions {
+            guard let t = partitionEventTime[p] else { return }
+            low = min(low ?? t, t)
+        }
+        if let low { windows.setInputWatermark(low) }
     }
 
     /// Moves event time forward without a sample (idle partitions), closing what is due.
@@ -321,6 +367,7 @@ extension DistillEngine {
         var recentIDs: RecentIDs
         var parked: [ParkedSample]
         var counters: EngineCounters
+        var partitionEventTime: [Int32: Int64]
         var student: [UInt8]?
     }
 
@@ -329,7 +376,7 @@ extension DistillEngine {
         let state = EngineState(
             configRevision: config.revision, windows: windows, evaluator: evaluator, labelJoin: labelJoin,
             emittedAlerts: emittedAlerts.sorted(), recentIDs: recentIDs, parked: parked, counters: counters,
-            student: distiller?.trainerState())
+            partitionEventTime: partitionEventTime, student: distiller?.trainerState())
         return Array(try JSONEncoder().encode(state))
     }
 
@@ -351,6 +398,8 @@ extension DistillEngine {
         recentIDs = state.recentIDs
         parked = state.parked
         counters = state.counters
+        partitionEventTime = state.partitionEventTime
+        activePartitions = Set(state.partitionEventTime.keys)
         if let student = state.student, let distiller { try distiller.restoreTrainerState(student) }
     }
 }

@@ -33,6 +33,10 @@ final class PipelineRunner {
     private var reported = EngineCounters()
     private var lastLagUpdate = ContinuousClock.now
     private var lagQuery: Task<Void, Never>?
+    /// Wall-clock time of the last sample per assigned `samples` partition, for idleness.
+    private var lastData: [Int32: ContinuousClock.Instant] = [:]
+    /// A partition silent this long stops holding the event-time watermark back.
+    static let idleAfter: Duration = .seconds(3)
     /// Next offset per input partition, as covered by the engine's state.
     private var positions: [TopicPartition: Int64] = [:]
     /// Offsets from the restored checkpoint: where each partition resumes.
@@ -101,11 +105,17 @@ final class PipelineRunner {
                     if let offset = resumeAt[tp] { try await inputs.seek(tp, to: offset) }
                 }
                 logger.info("partitions assigned", metadata: ["partitions": "\(partitions.count)"])
+                let samples = partitions.filter { $0.topic == config.topics.samples }.map(\.partition)
+                engine.partitionsAssigned(samples)
+                for p in samples { lastData[p] = ContinuousClock.now }
                 health.partitionsAssigned()
                 hooks.onAssigned(partitions)
             case .revoked(let partitions), .lost(let partitions):
                 logger.info("partitions revoked", metadata: ["partitions": "\(partitions.count)"])
                 for tp in partitions { metrics.removeLag(topic: tp.topic, partition: tp.partition) }
+                let samples = partitions.filter { $0.topic == config.topics.samples }.map(\.partition)
+                for p in samples { lastData[p] = nil }
+                try publish(engine.partitionsRevoked(samples))
             case .error(let error):
                 logger.warning("consumer: \(error)")
             case .message(let message):
@@ -115,7 +125,12 @@ final class PipelineRunner {
                     : engine.handleLabel(message.value, key: message.key, at: at)
                 try publish(outputs)
                 positions[message.topicPartition] = message.offset + 1
+                if message.topic == config.topics.samples { lastData[message.partition] = ContinuousClock.now }
             }
+        }
+        for (p, seen) in lastData where ContinuousClock.now - seen >= Self.idleAfter {
+            lastData[p] = nil  // re-armed by its next message
+            try publish(engine.partitionIdle(p))
         }
         reportCounters()
         if ContinuousClock.now - lastCheckpoint >= .milliseconds(config.state.intervalMillis) {

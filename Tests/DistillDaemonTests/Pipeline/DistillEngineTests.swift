@@ -220,3 +220,59 @@ struct DistillEngineStateTests {
         #expect(error?.description.contains("windows") == true)
     }
 }
+
+/// Many partitions read batch by batch, as Kafka delivers them.
+@Suite("Distill engine watermarks")
+struct DistillEngineWatermarkTests {
+    @Test("Samples spread over 4 partitions and read in per-partition batches are not late, and fire the same alerts")
+    func partitionedInputIsNotLate() throws {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let records = RotationScenario().records()
+        let reference = try DistillEngine(config: config)
+        let expected = DistillEngineTests.run(records, engine: reference)
+
+        // Partition p holds records i with i % 4 == p, in order; batches of 500 per partition in turn.
+        var queues: [[(Int, [UInt8])]] = Array(repeating: [], count: 4)
+        for (i, r) in records.enumerated() { queues[i % 4].append((i, r)) }
+        let engine = try DistillEngine(config: config)
+        engine.partitionsAssigned([0, 1, 2, 3])
+        var outputs: [EngineOutput] = []
+        var cursor = [0, 0, 0, 0]
+        while cursor.enumerated().contains(where: { $0.element < queues[$0.offset].count }) {
+            for p in 0..<4 {
+                for (i, bytes) in queues[p][cursor[p]..<min(cursor[p] + 500, queues[p].count)] {
+                    outputs += engine.handleSample(bytes, key: nil, at: InputPosition(
+                        topic: "samples", partition: Int32(p), offset: Int64(i / 4)))
+                }
+                cursor[p] = min(cursor[p] + 500, queues[p].count)
+            }
+        }
+        #expect(engine.counters.lateSamples == 0, "the slowest partition holds the watermark")
+        #expect(reference.counters.lateSamples == 0)
+        func fired(_ o: [EngineOutput]) -> [String] {
+            DistillEngineTests.fired(o).map { "\($0.rule)@\($0.window)/\($0.windowEnd)" }
+        }
+        #expect(!fired(expected).isEmpty)
+        #expect(fired(outputs) == fired(expected))
+        let counts = windowReports(outputs).map { "\($0.window)/\($0.end)/\($0.samples)" }
+        #expect(counts == windowReports(expected).map { "\($0.window)/\($0.end)/\($0.samples)" })
+    }
+}
+
+extension DistillEngineWatermarkTests {
+    @Test("An assigned partition with no data holds the watermark until it is declared idle")
+    func idlePartition() throws {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let engine = try DistillEngine(config: config)
+        engine.partitionsAssigned([0, 1])
+        var outputs: [EngineOutput] = []
+        for (i, bytes) in RotationScenario(seconds: 200).records().enumerated() {
+            outputs += engine.handleSample(bytes, key: nil, at: InputPosition(topic: "samples", partition: 0,
+                                                                               offset: Int64(i)))
+        }
+        #expect(windowReports(outputs).isEmpty, "partition 1 has not delivered: no window may close")
+        outputs += engine.partitionIdle(1)
+        #expect(!windowReports(outputs).isEmpty, "once partition 1 is idle, partition 0 drives the watermark")
+        #expect(engine.counters.lateSamples == 0)
+    }
+}
