@@ -4,7 +4,7 @@
 SWIFT ?= swift
 BOOTSTRAP_FILE ?= .distilld/bootstrap
 
-.PHONY: deps build run test bench clean
+.PHONY: deps build run broker test bench clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -12,8 +12,12 @@ deps:
 build: deps
 	$(SWIFT) build -c release --product distilld
 
-# Until `distilld run` lands, the main job is the embedded broker with distilld's topics.
+# The main job: the embedded broker, the daemon and the shipped teacher-rotation stream (`distilld demo`).
 run: build
+	.build/release/distilld demo
+
+# Just the embedded broker with distilld's topics, for other clients (kcat, `distilld run`, `distilld replay`).
+broker: build
 	.build/release/distilld broker --topics streams/topics.yaml --bootstrap-file $(BOOTSTRAP_FILE)
 
 # Builds everything (the interop test runs the distilld executable), then runs every test.

@@ -53,7 +53,8 @@ public struct DistillConfig: Sendable {
         if consumerGroup.isEmpty { throw root.error("consumer_group", root.node("consumer_group"), "must not be empty") }
         let statistics = try readStatistics(&root, model: model)
         let triggers = try readTriggers(&root, model: model)
-        let calibration = try readCalibration(&root)
+        var statisticsWithCalibration = statistics
+        let calibration = try readCalibration(&root, statistics: &statisticsWithCalibration)
         let student = try StudentSettings.read(&root, model: model)
         let teacher = try TeacherSettings.read(&root)
         let labels = try LabelJoinSettings.read(&root)
@@ -62,7 +63,8 @@ public struct DistillConfig: Sendable {
         let logging = try LoggingSettings.read(&root)
         try root.finish()
         var config = DistillConfig(
-            broker: broker, model: model, topics: topics, consumerGroup: consumerGroup, statistics: statistics,
+            broker: broker, model: model, topics: topics, consumerGroup: consumerGroup,
+            statistics: statisticsWithCalibration,
             triggers: triggers, calibration: calibration, student: student, teacher: teacher, labels: labels,
             state: state, http: http, logging: logging, revision: DistillConfig.revision(of: yaml))
         try config.validate(yaml: yaml, file: file)
@@ -284,9 +286,13 @@ extension DistillConfig {
         return config
     }
 
-    static func readCalibration(_ root: inout YAMLMap) throws(ConfigError) -> CalibrationCheckConfig {
+    static func readCalibration(_ root: inout YAMLMap, statistics: inout DistillStatisticsConfig) throws(ConfigError)
+        -> CalibrationCheckConfig {
         var config = CalibrationCheckConfig()
         guard var m = try root.map("calibration") else { return config }
+        if var w = try m.map("window") {
+            statistics.calibrationWindows = [try readWindow(&w, name: "calibration")]
+        }
         config.eceDriftThreshold = try m.double("ece_drift_threshold") ?? config.eceDriftThreshold
         config.temperatureTolerance = try m.double("temperature_tolerance") ?? config.temperatureTolerance
         config.minSamples = try m.int("min_samples") ?? config.minSamples

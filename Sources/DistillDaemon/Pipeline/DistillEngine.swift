@@ -275,7 +275,9 @@ public final class DistillEngine {
     /// Keeps fire/resolve decisions whose alert id has not been published yet; records the ids.
     private func publishable(_ decisions: [TriggerDecision]) -> [EngineOutput] {
         var out: [EngineOutput] = []
-        for d in decisions where d.kind == .fire || d.kind == .resolve {
+        // The online student's prequential figures are reported in window snapshots, but the trigger matrix is
+        // about the served student: its groups raise no alerts.
+        for d in decisions where (d.kind == .fire || d.kind == .resolve) && d.group?.student != Self.onlineStudentVersion {
             let id = AlertIdentity.id(for: d)
             if emittedAlerts.insert(id).inserted {
                 counters.alertsEmitted += 1

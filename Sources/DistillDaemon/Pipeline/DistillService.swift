@@ -52,6 +52,8 @@ public struct DistillServiceHooks: Sendable {
     public var onConnected: @Sendable (KafkaConnection) -> Void
     public var onReady: @Sendable () -> Void
     public var onAlert: @Sendable (AlertEvent) -> Void
+    /// Each calibration check as it is published.
+    public var onCalibration: @Sendable (CalibrationCheckRecord) -> Void
     /// After each durable checkpoint, with the next input offset per partition it covers.
     public var onCheckpoint: @Sendable ([TopicPartition: Int64]) -> Void
     /// After partitions are assigned (and sought to the checkpoint's offsets).
@@ -63,6 +65,7 @@ public struct DistillServiceHooks: Sendable {
         onConnected: @escaping @Sendable (KafkaConnection) -> Void = { _ in },
         onReady: @escaping @Sendable () -> Void = {},
         onAlert: @escaping @Sendable (AlertEvent) -> Void = { _ in },
+        onCalibration: @escaping @Sendable (CalibrationCheckRecord) -> Void = { _ in },
         onCheckpoint: @escaping @Sendable ([TopicPartition: Int64]) -> Void = { _ in },
         onAssigned: @escaping @Sendable ([TopicPartition]) -> Void = { _ in },
         onStopped: @escaping @Sendable () -> Void = {}
@@ -71,6 +74,7 @@ public struct DistillServiceHooks: Sendable {
         self.onConnected = onConnected
         self.onReady = onReady
         self.onAlert = onAlert
+        self.onCalibration = onCalibration
         self.onCheckpoint = onCheckpoint
         self.onAssigned = onAssigned
         self.onStopped = onStopped

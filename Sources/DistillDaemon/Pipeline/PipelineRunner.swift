@@ -234,7 +234,9 @@ final class PipelineRunner {
                 }
                 continue
             case .calibration(let check):
-                record = try CalibrationCheckRecord(check, context: output).producerRecord(topic: config.topics.calibration)
+                let checkRecord = CalibrationCheckRecord(check, context: output)
+                record = try checkRecord.producerRecord(topic: config.topics.calibration)
+                hooks.onCalibration(checkRecord)
             case .deadLetter(let rejected):
                 record = DeadLetterRecord(
                     sourceTopic: rejected.source.topic, sourcePartition: rejected.source.partition,

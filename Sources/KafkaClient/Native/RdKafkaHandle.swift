@@ -53,7 +53,10 @@ final class RdKafkaHandle: @unchecked Sendable {
             guard let context = ClientContext.from(rk) else { return }
             let text = context.properties.redact(message.map { String(cString: $0) } ?? "")
             let fac = facility.map { String(cString: $0) } ?? "?"
-            context.logger.log(level: RdKafkaHandle.logLevel(level), "librdkafka \(fac): \(text)")
+            // One `kafka:` map configures every client; a consumer-only property on a producer is expected.
+            let expected = fac == "CONFWARN" && (text.contains("is a consumer property")
+                || text.contains("is a producer property"))
+            context.logger.log(level: expected ? .debug : RdKafkaHandle.logLevel(level), "librdkafka \(fac): \(text)")
         }
         rd_kafka_conf_set_error_cb(conf.pointer) { rk, err, reason, _ in
             guard let context = ClientContext.from(rk) else { return }
