@@ -17,7 +17,6 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
-        let logger = logging.bootstrap(label: "distilld")
         let settings: DistillConfig
         switch DistillConfig.check(path: config) {
         case .failure(let error):
@@ -26,6 +25,7 @@ struct RunCommand: AsyncParsableCommand {
         case .success:
             settings = try DistillConfig.load(path: config)
         }
+        let logger = logging.bootstrap(label: "distilld", configured: settings.logging)
         let service = DistillService(config: settings, logger: logger)
         var services: [any Service] = []
         if settings.http.enabled {
