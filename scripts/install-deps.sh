@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what distilld needs beyond the Swift toolchain, only when it is missing:
 # librdkafka-dev (the Kafka client library and its mock cluster), kcat (an independent Kafka client used by the
-# interoperability tests) and pkg-config. Python's safetensors is optional: one test uses it to prove that
-# others can load the student checkpoints, and skips itself when it is absent.
+# interoperability tests) and pkg-config. Python's safetensors and jsonschema are optional: tests use them to prove
+# that others can load student checkpoints and that records match streams/schemas, and skip when they are absent.
 set -euo pipefail
 
 need=()
@@ -24,7 +24,8 @@ case "$version" in
     *) echo "librdkafka $version found; distilld is built and tested against 2.0.2" >&2 ;;
 esac
 
-if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import safetensors, numpy' >/dev/null 2>&1; then
-    python3 -m pip install -q safetensors numpy >/dev/null 2>&1 \
-        || echo "note: python safetensors not installed; its interoperability test will be skipped" >&2
+# Python is optional: the tests that use it (safetensors loading, JSON Schema validation) skip with a note.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import safetensors, numpy, jsonschema' >/dev/null 2>&1; then
+    python3 -m pip install -q safetensors numpy jsonschema >/dev/null 2>&1 \
+        || echo "note: python safetensors/jsonschema not installed; the tests that use them will be skipped" >&2
 fi

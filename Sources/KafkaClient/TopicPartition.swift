@@ -1,3 +1,5 @@
+import CRdKafka
+
 // MARK: - TopicPartition
 
 /// One partition of one topic.
@@ -25,6 +27,9 @@ public enum KafkaOffset {
     public static let end: Int64 = -1
     /// The committed offset of the group (or `auto.offset.reset` when none).
     public static let stored: Int64 = -1000
+
+    /// `count` records before the end of the partition (or its beginning, if it holds fewer).
+    public static func tail(_ count: Int64) -> Int64 { distilld_offset_tail(count) }
 }
 
 /// A record header.

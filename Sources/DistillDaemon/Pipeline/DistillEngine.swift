@@ -236,14 +236,22 @@ public final class DistillEngine {
         updateWatermark()
     }
 
-    /// The slowest active partition's event time, once every active partition has delivered something.
+    /// The slowest active partition's event time, once every active partition has delivered something. When every
+    /// partition is idle, nothing holds event time back: the newest time seen anywhere applies.
     private func updateWatermark() {
         var low: Int64?
         for p in activePartitions {
             guard let t = partitionEventTime[p] else { return }
             low = min(low ?? t, t)
         }
+        if activePartitions.isEmpty { low = partitionEventTime.values.max() }
         if let low { windows.setInputWatermark(low) }
+    }
+
+    /// Alert ids found on the alerts topic at start: an alert published after the last checkpoint (then a crash) is
+    /// not published again when its records are reprocessed.
+    public func rememberPublishedAlerts(_ ids: some Sequence<String>) {
+        emittedAlerts.formUnion(ids)
     }
 
     /// Moves event time forward without a sample (idle partitions), closing what is due.
@@ -278,7 +286,7 @@ public final class DistillEngine {
         // The online student's prequential figures are reported in window snapshots, but the trigger matrix is
         // about the served student: its groups raise no alerts.
         for d in decisions where (d.kind == .fire || d.kind == .resolve) && d.group?.student != Self.onlineStudentVersion {
-            let id = AlertIdentity.id(for: d)
+            guard let id = AlertEvent.id(for: d) else { continue }
             if emittedAlerts.insert(id).inserted {
                 counters.alertsEmitted += 1
                 out.append(.decision(d))
@@ -419,32 +427,6 @@ struct ParkedSample: Codable {
     var sample: [UInt8]
     var key: [UInt8]?
     var position: InputPosition
-}
-
-// MARK: - AlertIdentity
-
-/// Deterministic alert ids: a hash of trigger, group, episode start and window, so reprocessing yields the same id.
-public enum AlertIdentity {
-    /// `type-hash`, stable across processes (FNV-1a 64 twice with different seeds, never Swift's `Hasher`).
-    public static func id(for d: TriggerDecision) -> String {
-        let text = [d.rule, d.subject, String(d.episodeStart ?? d.windowEnd), d.window, d.kind.rawValue]
-            .joined(separator: "|")
-        return hex(fnv1a(text, seed: 0xcbf2_9ce4_8422_2325)) + hex(fnv1a(text, seed: 0x8422_2325_cbf2_9ce4))
-    }
-
-    static func fnv1a(_ text: String, seed: UInt64) -> UInt64 {
-        var h = seed
-        for byte in text.utf8 {
-            h ^= UInt64(byte)
-            h &*= 0x0000_0100_0000_01b3
-        }
-        return h
-    }
-
-    static func hex(_ v: UInt64) -> String {
-        let s = String(v, radix: 16)
-        return String(repeating: "0", count: 16 - s.count) + s
-    }
 }
 
 // MARK: - Bounded helpers

@@ -27,6 +27,7 @@ final class PipelineRunner {
     let store: StateStore
     let output: DistillOutputContext
     let hooks: DistillServiceHooks
+    let properties: KafkaProperties
     let metrics: DistillMetrics
     let health: HealthState
     /// Engine counters already reported to metrics (they are cumulative; metrics take deltas).
@@ -55,6 +56,7 @@ final class PipelineRunner {
         self.metrics = metrics
         self.health = health
         engine = try DistillEngine(config: config)
+        properties = connection.properties
         producer = try KafkaProducer(properties: connection.properties, logger: logger)
         inputs = try KafkaConsumer(groupID: config.consumerGroup, properties: connection.properties, logger: logger)
         registryConsumer = try KafkaConsumer(
@@ -69,10 +71,12 @@ final class PipelineRunner {
 
     func run() async throws {
         try restore()
+        try await readBackAlerts()
         health.stateRestored()
         try await catchUpRegistry()
         var topics = [config.topics.samples]
         if let labels = config.topics.labels { topics.append(labels) }
+        inputs.setStartOffsets(resumeAt)
         try inputs.subscribe(topics)
         hooks.onReady()
         logger.info("distilld running", metadata: [
@@ -101,9 +105,6 @@ final class PipelineRunner {
         for event in batch.events {
             switch event {
             case .assigned(let partitions):
-                for tp in partitions {
-                    if let offset = resumeAt[tp] { try await inputs.seek(tp, to: offset) }
-                }
                 logger.info("partitions assigned", metadata: ["partitions": "\(partitions.count)"])
                 let samples = partitions.filter { $0.topic == config.topics.samples }.map(\.partition)
                 engine.partitionsAssigned(samples)
@@ -195,6 +196,41 @@ final class PipelineRunner {
             "sequence": "\(checkpoint.sequence)", "partitions": "\(checkpoint.offsets.count)"])
     }
 
+    /// Reads the tail of the alerts topic so alerts published after the last checkpoint are not sent again.
+    private func readBackAlerts() async throws {
+        let reader = try KafkaConsumer(groupID: config.consumerGroup + ".alerts-readback", properties: properties,
+                                       logger: logger)
+        defer { Task { await reader.close() } }
+        let partitions = try await partitionCount(config.topics.alerts, using: reader)
+        var starts: [TopicPartition: Int64] = [:]
+        for p in 0..<partitions { starts[TopicPartition(config.topics.alerts, p)] = KafkaOffset.tail(Self.alertTail) }
+        try reader.assign(starts)
+        var remaining: [TopicPartition: Int64] = [:]
+        for (tp, lag) in try await reader.lag() where lag.highWatermark > 0 { remaining[tp] = lag.highWatermark }
+        var ids: [String] = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !remaining.isEmpty && ContinuousClock.now < deadline {
+            for m in try await reader.poll(maxMessages: 4096, timeout: .milliseconds(200)).messages {
+                if let object = try? JSONSerialization.jsonObject(with: Data(m.value)) as? [String: Any],
+                   let id = object["id"] as? String { ids.append(id) }
+                if let end = remaining[m.topicPartition], m.offset + 1 >= end { remaining[m.topicPartition] = nil }
+            }
+        }
+        if !remaining.isEmpty {
+            throw DaemonError.state("could not read back \(config.topics.alerts) within 30 s; refusing to start, "
+                                    + "since alerts published before a crash might be sent twice")
+        }
+        engine.rememberPublishedAlerts(ids)
+        logger.info("alerts read back", metadata: ["ids": "\(ids.count)"])
+    }
+
+    /// How many alerts per partition are read back at start: far more than can be published between checkpoints.
+    static let alertTail: Int64 = 20_000
+
+    private func partitionCount(_ topic: String, using consumer: KafkaConsumer) async throws -> Int32 {
+        Int32(try await consumer.partitionCount(of: topic))
+    }
+
     /// Reads the whole registry topic before the first sample, so group keys use the right teacher pair.
     private func catchUpRegistry() async throws {
         let tp = TopicPartition(config.topics.teachers, 0)
@@ -227,8 +263,7 @@ final class PipelineRunner {
                 hooks.onAlert(event)
             case .windowClosed(let window, let reports):
                 for report in reports {
-                    let snapshot = WindowSnapshot(window: window, group: report.group, figures: report.figures,
-                                                  context: output, rareClasses: config.triggers.rareClasses)
+                    let snapshot = WindowSnapshot(report: report, context: output, firstSequence: window.firstSequence)
                     try send(try snapshot.producerRecord(topic: config.topics.windows))
                     published += 1
                 }

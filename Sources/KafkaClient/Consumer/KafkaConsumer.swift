@@ -57,6 +57,12 @@ public final class KafkaConsumer: Sendable {
         if let error = KafkaError.from(rd_kafka_assign(handle.pointer, list.pointer), .consume, "assign") { throw error }
     }
 
+    /// Offsets to start from when the group assigns these partitions, overriding the committed ones: a restored
+    /// state checkpoint may cover more than was committed before a crash.
+    public func setStartOffsets(_ offsets: [TopicPartition: Int64]) {
+        handle.context.startOffsets.withLock { $0 = offsets }
+    }
+
     /// The partitions currently assigned to this consumer.
     public var assignment: [TopicPartition] {
         var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>? = nil
@@ -155,6 +161,17 @@ public final class KafkaConsumer: Sendable {
         var event: ConsumerEvent
         switch err {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            // Start where the caller's durable state ends, set before fetching begins (a seek afterwards would
+            // race with records already fetched from the committed offset).
+            let starts = context.startOffsets.withLock { $0 }
+            if !starts.isEmpty {
+                for i in 0..<Int(partitions.pointee.cnt) {
+                    let e = partitions.pointee.elems[i]
+                    if let offset = starts[TopicPartition(String(cString: e.topic), e.partition)] {
+                        partitions.pointee.elems[i].offset = offset
+                    }
+                }
+            }
             if cooperative {
                 if let error = rd_kafka_incremental_assign(rk, partitions) {
                     context.logger.error("\(KafkaError.consuming(error, .rebalance, "incremental assign"))")
@@ -308,6 +325,27 @@ public final class KafkaConsumer: Sendable {
                 lags[tp] = PartitionLag(position: at, highWatermark: v.high)
             }
             return .success(lags)
+        }
+        return try result.get()
+    }
+
+    /// The number of partitions of `topic`, from the cluster's metadata.
+    public func partitionCount(of topic: String, timeout: Duration = .seconds(10)) async throws(KafkaError) -> Int {
+        let rk = handle
+        let ms = timeout.milliseconds
+        let result: Result<Int, KafkaError> = await onControlQueue {
+            let rkt = rd_kafka_topic_new(rk.pointer, topic, nil)
+            defer { rd_kafka_topic_destroy(rkt) }
+            var metadata: UnsafePointer<rd_kafka_metadata>? = nil
+            let err = rd_kafka_metadata(rk.pointer, 0, rkt, &metadata, ms)
+            if let error = KafkaError.from(err, .consume, "metadata of \(topic)") { return .failure(error) }
+            defer { rd_kafka_metadata_destroy(metadata) }
+            guard let md = metadata?.pointee, md.topic_cnt > 0 else {
+                return .failure(KafkaError(.topic, code: .unknownTopicOrPartition, reason: "topic \(topic) not found"))
+            }
+            let t = md.topics[0]
+            if let error = KafkaError.from(t.err, .topic, "metadata of \(topic)") { return .failure(error) }
+            return .success(Int(t.partition_cnt))
         }
         return try result.get()
     }

@@ -11,6 +11,9 @@ final class ClientContext: @unchecked Sendable {
     let properties: KafkaProperties
     /// Events raised inside callbacks (rebalances, client errors) until the owner drains them.
     let pendingEvents = Mutex<[ConsumerEvent]>([])
+    /// Where partitions start when the group assigns them (a restored checkpoint's offsets), instead of the
+    /// committed offsets.
+    let startOffsets = Mutex<[TopicPartition: Int64]>([:])
     /// Client-level errors (e.g. all brokers down) seen by `error_cb`, for tests and metrics.
     let clientErrors = Mutex<[KafkaError]>([])
 

@@ -108,7 +108,7 @@ struct DistillEngineTests {
         let a = Self.fired(Self.run(records, engine: try DistillEngine(config: config)))
         let b = Self.fired(Self.run(records, engine: try DistillEngine(config: config)))
         #expect(!a.isEmpty)
-        #expect(a.map(AlertIdentity.id) == b.map(AlertIdentity.id))
+        #expect(a.map { AlertEvent.id(for: $0) } == b.map { AlertEvent.id(for: $0) })
         let engine = try DistillEngine(config: config)
         _ = Self.run(records, engine: engine)
         let again = Self.fired(Self.run(records, engine: engine))
@@ -200,7 +200,7 @@ struct DistillEngineStateTests {
                                          at: InputPosition(topic: "samples", partition: 0, offset: Int64(half + i)))
         }
         func ids(_ o: [EngineOutput]) -> [String] {
-            o.compactMap { if case .decision(let d) = $0 { AlertIdentity.id(for: d) } else { nil } }
+            o.compactMap { if case .decision(let d) = $0 { AlertEvent.id(for: d)! } else { nil } }
         }
         func reports(_ o: [EngineOutput]) -> [WindowReport] {
             windowReports(o)

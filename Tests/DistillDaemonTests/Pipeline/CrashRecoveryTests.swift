@@ -1,0 +1,130 @@
+import DistillCore
+import DistillDaemon
+import Foundation
+import KafkaClient
+import Testing
+
+/// The built `distilld` executable next to the test bundle.
+func distilldBinary() -> URL? {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("distilld")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return nil
+}
+
+/// `kill -9` at random points, then restart: no alert lost, none sent twice.
+@Suite("Crash recovery", .serialized)
+struct CrashRecoveryTests {
+    @Test("10 kill -9s during a scenario: the alert set equals an uninterrupted run's, no id twice")
+    func killNineTenTimes() async throws {
+        let binary = try #require(distilldBinary(), "build the distilld executable first (`swift build`)")
+        let broker = try EmbeddedBroker(logger: DaemonEndToEndTests.quiet)
+        let catalog = try TopicCatalog.load(path: packageRoot.appendingPathComponent("streams/topics.yaml").path)
+        try broker.createTopics(catalog.specs)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-crash-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let yaml = scenarioConfig + """
+
+            brokers: "\(broker.bootstrapServers)"
+            topics_file: "\(packageRoot.appendingPathComponent("streams/topics.yaml").path)"
+            consumer_group: crash-\(UUID().uuidString.prefix(8))
+            state: {dir: "\(dir.path)/state", interval: 300ms}
+            http: {enabled: false}
+            kafka: {session.timeout.ms: "6000", heartbeat.interval.ms: "500"}
+            """
+        let configPath = dir.appendingPathComponent("distilld.yaml").path
+        try Data(yaml.utf8).write(to: URL(fileURLWithPath: configPath))
+        let config = try DistillConfig.parse(yaml)
+
+        // The reference: the same records through the engine, uninterrupted.
+        let records = RotationScenario().records()
+        let reference = try DistillEngine(config: config)
+        let expectedIDs = Set(DistillEngineTests.run(records, engine: reference).compactMap { output -> String? in
+            if case .decision(let d) = output { return AlertEvent.id(for: d) }
+            return nil
+        })
+
+        let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
+        let probe = try KafkaConsumer(groupID: config.consumerGroup, properties: broker.clientProperties)
+        func committed() async throws -> Int64 {
+            try await probe.committed([TopicPartition("samples", 0)])[TopicPartition("samples", 0)] ?? 0
+        }
+        func start() throws -> Process {
+            let p = Process()
+            p.executableURL = binary
+            p.arguments = ["run", "--config", configPath, "--log-level", "error"]
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        // Traffic keeps arriving: each round adds a tenth of the scenario, starts the daemon, waits until it has
+        // committed progress (restart-to-first-commit is the figure), then kills it at a random later moment.
+        var rng = SplitMix(seed: 99)
+        var kills = 0
+        var firstCommit: [Double] = []
+        let chunk = records.count / 10
+        for round in 0..<10 {
+            for bytes in records[(round * chunk)..<((round + 1) * chunk)] {
+                try producer.send(ProducerRecord(topic: "samples", partition: 0, value: bytes)) { _ in }
+            }
+            try await producer.flush(timeout: .seconds(30))
+            let before = try await committed()
+            let p = try start()
+            let started = ContinuousClock.now
+            while try await committed() <= before && ContinuousClock.now - started < .seconds(30) {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let waited = ContinuousClock.now - started
+            firstCommit.append(Double(waited.components.seconds) + Double(waited.components.attoseconds) / 1e18)
+            try await Task.sleep(for: .milliseconds(Int(rng.uniform() * 700)))
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            if p.terminationReason == .uncaughtSignal { kills += 1 }
+        }
+        await producer.close()
+        #expect(kills == 10)
+        firstCommit.sort()
+        print(String(format: "figure: restart-to-first-commit p50=%.1fs max=%.1fs", firstCommit[firstCommit.count / 2],
+                     firstCommit.last!))
+
+        // A last, uninterrupted run to the end of the input, then SIGTERM.
+        let last = try start()
+        let deadline = ContinuousClock.now + .seconds(120)
+        var done: Int64 = -1
+        while done < Int64(records.count) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(500))
+            done = try await committed()
+        }
+        await probe.close()
+        #expect(done == Int64(records.count), "every sample accounted for")
+        // Idle partitions release the watermark a few seconds after assignment; then the last windows close.
+        let settle = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < settle {
+            let published = try await readAll("distill.alerts", partitions: 3, bootstrap: broker.bootstrapServers)
+            if published.count >= expectedIDs.count { break }
+            try await Task.sleep(for: .seconds(1))
+        }
+        try await Task.sleep(for: .seconds(1))
+        last.terminate()
+        last.waitUntilExit()
+        #expect(last.terminationStatus == 0)
+
+        let alerts = try await readAll("distill.alerts", partitions: 3, bootstrap: broker.bootstrapServers)
+        let ids = alerts.compactMap { m -> String? in
+            (try? JSONSerialization.jsonObject(with: Data(m.value)) as? [String: Any])?["id"] as? String
+        }
+        let duplicated = ids.count - Set(ids).count
+        let lost = expectedIDs.subtracting(ids).count
+        let extra = Set(ids).subtracting(expectedIDs).count
+        print("figure: kills=\(kills) alerts=\(ids.count) expected=\(expectedIDs.count) lost=\(lost) "
+              + "duplicated=\(duplicated) unexpected=\(extra)")
+        #expect(!expectedIDs.isEmpty)
+        #expect(lost == 0)
+        #expect(duplicated == 0)
+        #expect(extra == 0)
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
