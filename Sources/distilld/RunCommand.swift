@@ -26,7 +26,7 @@ struct RunCommand: AsyncParsableCommand {
             settings = try DistillConfig.load(path: config)
         }
         let logger = logging.bootstrap(label: "distilld", configured: settings.logging)
-        let service = DistillService(config: settings, logger: logger)
+        let service = DistillService(config: settings, logger: logger, configPath: config)
         var services: [any Service] = []
         if settings.http.enabled {
             // First in the group, so it stops last and /readyz reports the shutdown.

@@ -71,7 +71,7 @@ public struct EngineCounters: Sendable, Equatable, Codable {
 /// Reprocessing the same records yields the same outputs (event time only, deterministic ids); alerts whose id was
 /// already emitted are suppressed, so a replay after a crash sends nothing twice.
 public final class DistillEngine {
-    public let config: DistillConfig
+    public private(set) var config: DistillConfig
     private let decoder: SampleDecoder
     private(set) var windows: DistillWindowSet
     private(set) var evaluator: TriggerEvaluator
@@ -359,6 +359,36 @@ public final class DistillEngine {
         counters.deadLetters[reason, default: 0] += 1
         return .deadLetter(RejectedRecord(bytes: bytes, key: key, reason: reason, field: field, message: message,
                                           source: position))
+    }
+}
+
+// MARK: - Reload
+
+extension DistillEngine {
+    /// Applies a reloaded config (SIGHUP) without losing state: trigger rules, thresholds, baselines, calibration
+    /// settings and teacher health take effect at the next window close; open episodes carry over.
+    /// Changes that would invalidate the state are refused, naming what changed, and the old config stays in force.
+    public func reload(_ new: DistillConfig) throws(ConfigError) {
+        var refused: [String] = []
+        if new.statistics != config.statistics { refused.append("windows/statistics") }
+        if new.model != config.model { refused.append("model") }
+        if new.topics != config.topics || new.consumerGroup != config.consumerGroup { refused.append("topics") }
+        if new.broker != config.broker { refused.append("brokers/kafka") }
+        if new.student.distiller != config.student.distiller || new.student.enabled != config.student.enabled {
+            refused.append("student")
+        }
+        if new.state != config.state || new.labels != config.labels { refused.append("state/labels") }
+        guard refused.isEmpty else {
+            throw ConfigError(
+                file: "reload", line: nil, key: refused.joined(separator: ", "),
+                message: "cannot change at runtime without losing state; the old config stays in force. Restart "
+                    + "distilld to apply it (a window change needs a fresh state: state.on_corrupt: reset)")
+        }
+        var evaluator = TriggerEvaluator(config: new.triggers, level: new.statistics.confidenceLevel)
+        evaluator.adoptEpisodes(from: self.evaluator)
+        self.evaluator = evaluator
+        registry.policy = new.teacher.health
+        config = new
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import KafkaClient
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 // MARK: - DistillService
 
@@ -18,11 +19,14 @@ public struct DistillService: Service {
     public let metrics: DistillMetrics
     /// Liveness and readiness, for `/healthz` and `/readyz`.
     public let health: HealthState
+    /// The file to re-read on SIGHUP (thresholds and rules reload without losing state); nil disables reload.
+    public let configPath: String?
 
     public init(
         config: DistillConfig, logger: Logger, hooks: DistillServiceHooks = DistillServiceHooks(),
-        metrics: DistillMetrics = DistillMetrics(), health: HealthState = HealthState()
+        metrics: DistillMetrics = DistillMetrics(), health: HealthState = HealthState(), configPath: String? = nil
     ) {
+        self.configPath = configPath
         self.config = config
         self.logger = logger
         self.hooks = hooks
@@ -35,6 +39,8 @@ public struct DistillService: Service {
         hooks.onConnected(connection)
         let runner = try PipelineRunner(
             config: config, connection: connection, hooks: hooks, metrics: metrics, health: health, logger: logger)
+        let reloads = configPath.map { ReloadSignal(path: $0, logger: logger) }
+        runner.reload = reloads
         do {
             try await runner.run()
         } catch {
@@ -79,4 +85,33 @@ public struct DistillServiceHooks: Sendable {
         self.onAssigned = onAssigned
         self.onStopped = onStopped
     }
+}
+
+// MARK: - ReloadSignal
+
+/// Turns SIGHUP into a flag the pipeline checks between batches, so a reload never lands mid-batch.
+/// `@unchecked Sendable`: the dispatch source is only resumed in `init` and cancelled in `deinit`.
+final class ReloadSignal: @unchecked Sendable {
+    let path: String
+    private let requested = ReloadFlag()
+    private let source: any DispatchSourceSignal
+
+    init(path: String, logger: Logger) {
+        self.path = path
+        signal(SIGHUP, SIG_IGN)  // the dispatch source receives it instead of the default (terminate)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        self.source = source
+        source.setEventHandler { [requested] in requested.value.store(true, ordering: .releasing) }
+        source.resume()
+    }
+
+    deinit { source.cancel() }
+
+    /// True once per SIGHUP received.
+    func take() -> Bool { requested.value.exchange(false, ordering: .acquiringAndReleasing) }
+}
+
+/// An atomic flag a signal handler closure can capture.
+final class ReloadFlag: Sendable {
+    let value = Atomic<Bool>(false)
 }

@@ -32,6 +32,8 @@ final class PipelineRunner {
     let health: HealthState
     /// Engine counters already reported to metrics (they are cumulative; metrics take deltas).
     private var reported = EngineCounters()
+    /// Set when the daemon reloads its config on SIGHUP.
+    var reload: ReloadSignal?
     private var lastLagUpdate = ContinuousClock.now
     private var lagQuery: Task<Void, Never>?
     /// Wall-clock time of the last sample per assigned `samples` partition, for idleness.
@@ -98,6 +100,7 @@ final class PipelineRunner {
 
     /// One poll of the registry and of the inputs, then a checkpoint when one is due.
     func step() async throws {
+        if let reload, reload.take() { applyReload(from: reload.path) }
         for message in try await registryConsumer.poll(maxMessages: 256, timeout: .zero).messages {
             try publish(engine.handleTeacher(message.value, key: message.key, at: position(of: message)))
         }
@@ -146,6 +149,17 @@ final class PipelineRunner {
                     for (tp, lag) in lags { metrics.setLag(topic: tp.topic, partition: tp.partition, lag: lag.lag) }
                 }
             }
+        }
+    }
+
+    /// Re-reads the config file; thresholds and rules apply at once, anything else is refused and logged.
+    private func applyReload(from path: String) {
+        do {
+            let new = try DistillConfig.load(path: path)
+            try engine.reload(new)
+            logger.notice("config reloaded", metadata: ["file": "\(path)", "revision": "\(new.revision)"])
+        } catch {
+            logger.error("config reload refused: \(error)")
         }
     }
 
