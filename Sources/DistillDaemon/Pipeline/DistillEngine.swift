@@ -60,6 +60,8 @@ public struct EngineCounters: Sendable, Equatable, Codable {
     public var alertsEmitted = 0
     public var alertsSuppressed = 0
     public var studentUpdates = 0
+    public var studentCheckpoints = 0
+    public var studentCheckpointsBlocked = 0
 }
 
 // MARK: - DistillEngine
@@ -349,7 +351,31 @@ public final class DistillEngine {
         _ = distiller.learn(features: sample.features, teachers: teachers, label: sample.label)
         counters.studentUpdates += 1
         samplesSinceCheckpoint += 1
-        return []
+        return publishStudentIfDue(at: sample.timestamp)
+    }
+
+    /// A checkpoint of the EMA student every `student.checkpoint_every` samples, only when the gate passes (the
+    /// lower 95% bound of prequential agreement). Its time is the sample's event time, so replays are identical.
+    private func publishStudentIfDue(at eventTime: Int64) -> [EngineOutput] {
+        guard let distiller else { return [] }
+        let evidence = distiller.emaPrequential.gateEvidence()
+        switch config.student.checkpoints.decide(samplesSinceLastCheckpoint: samplesSinceCheckpoint,
+                                                 evidence: evidence) {
+        case .notDue:
+            return []
+        case .blocked:
+            counters.studentCheckpointsBlocked += 1
+            samplesSinceCheckpoint = 0
+            return []
+        case .write:
+            samplesSinceCheckpoint = 0
+            counters.studentCheckpoints += 1
+            let checkpoint = distiller.makeCheckpoint(
+                evidence: evidence, teacherStrategy: config.teacher.strategy.description,
+                decision: "interval of \(config.student.checkpoints.intervalSamples) samples; gate passed",
+                createdAtMilliseconds: eventTime)
+            return [.studentCheckpoint(checkpoint)]
+        }
     }
 
     // MARK: Dead letters
@@ -408,6 +434,7 @@ extension DistillEngine {
         var parked: [ParkedSample]
         var counters: EngineCounters
         var partitionEventTime: [Int32: Int64]
+        var samplesSinceCheckpoint: Int
         var student: [UInt8]?
     }
 
@@ -416,7 +443,8 @@ extension DistillEngine {
         let state = EngineState(
             configRevision: config.revision, windows: windows, evaluator: evaluator, labelJoin: labelJoin,
             emittedAlerts: emittedAlerts.sorted(), recentIDs: recentIDs, parked: parked, counters: counters,
-            partitionEventTime: partitionEventTime, student: distiller?.trainerState())
+            partitionEventTime: partitionEventTime, samplesSinceCheckpoint: samplesSinceCheckpoint,
+            student: distiller?.trainerState())
         return Array(try JSONEncoder().encode(state))
     }
 
@@ -439,6 +467,7 @@ extension DistillEngine {
         parked = state.parked
         counters = state.counters
         partitionEventTime = state.partitionEventTime
+        samplesSinceCheckpoint = state.samplesSinceCheckpoint
         activePartitions = Set(state.partitionEventTime.keys)
         if let student = state.student, let distiller { try distiller.restoreTrainerState(student) }
     }
