@@ -24,9 +24,7 @@ struct BadInputEndToEndTests {
         let kcat = try #require(["/usr/bin/kcat", "/usr/local/bin/kcat"].first {
             FileManager.default.isExecutableFile(atPath: $0)
         }, "kcat is installed by `make test`")
-        let broker = try EmbeddedBroker(logger: DaemonEndToEndTests.quiet)
-        let catalog = try TopicCatalog.load(path: packageRoot.appendingPathComponent("streams/topics.yaml").path)
-        try broker.createTopics(catalog.specs)
+        let broker = try DaemonEndToEndTests.brokerWithTopics()
         let stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-bad-\(UUID())").path
         let yaml = scenarioConfig + """
 

@@ -21,9 +21,7 @@ struct CrashRecoveryTests {
     @Test("10 kill -9s during a scenario: the alert set equals an uninterrupted run's, no id twice")
     func killNineTenTimes() async throws {
         let binary = try #require(distilldBinary(), "build the distilld executable first (`swift build`)")
-        let broker = try EmbeddedBroker(logger: DaemonEndToEndTests.quiet)
-        let catalog = try TopicCatalog.load(path: packageRoot.appendingPathComponent("streams/topics.yaml").path)
-        try broker.createTopics(catalog.specs)
+        let broker = try DaemonEndToEndTests.brokerWithTopics()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-crash-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let yaml = scenarioConfig + """

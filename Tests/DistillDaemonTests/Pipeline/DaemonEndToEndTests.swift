@@ -58,6 +58,13 @@ struct DaemonEndToEndTests {
         return logger
     }
 
+    /// An embedded broker with every topic of `streams/topics.yaml`.
+    static func brokerWithTopics() throws -> EmbeddedBroker {
+        let broker = try EmbeddedBroker(logger: quiet)
+        try broker.createTopics(TopicCatalog.load(path: packageRoot.appendingPathComponent("streams/topics.yaml").path).specs)
+        return broker
+    }
+
     /// Runs the daemon until `done` or the deadline, then shuts it down gracefully.
     static func runDaemon(_ config: DistillConfig, log: HookLog, until done: @escaping @Sendable () -> Bool)
         async throws {
@@ -74,9 +81,7 @@ struct DaemonEndToEndTests {
 
     @Test("A rotation scenario fires teacher_kl_drift once; SIGTERM checkpoints; a restart reprocesses nothing")
     func scenarioAlertsOnceAndRestartsClean() async throws {
-        let broker = try EmbeddedBroker(logger: Self.quiet)
-        let catalog = try TopicCatalog.load(path: packageRoot.appendingPathComponent("streams/topics.yaml").path)
-        try broker.createTopics(catalog.specs)
+        let broker = try DaemonEndToEndTests.brokerWithTopics()
         let stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-e2e-\(UUID())").path
         let yaml = scenarioConfig + """
 

@@ -39,9 +39,7 @@ struct ReloadTests {
     @Test("SIGHUP to `distilld run` reloads a threshold and refuses a window change, and the daemon keeps running")
     func sighup() async throws {
         let binary = try #require(distilldBinary(), "build the distilld executable first (`swift build`)")
-        let broker = try EmbeddedBroker(logger: DaemonEndToEndTests.quiet)
-        let catalog = try TopicCatalog.load(path: packageRoot.appendingPathComponent("streams/topics.yaml").path)
-        try broker.createTopics(catalog.specs)
+        let broker = try DaemonEndToEndTests.brokerWithTopics()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-hup-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let base = scenarioConfig + """
