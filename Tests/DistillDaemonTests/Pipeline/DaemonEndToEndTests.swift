@@ -59,9 +59,16 @@ struct DaemonEndToEndTests {
     }
 
     /// An embedded broker with every topic of `streams/topics.yaml`.
-    static func brokerWithTopics() throws -> EmbeddedBroker {
+    /// `samplePartitions` overrides the `samples` and `labels` partition counts.
+    static func brokerWithTopics(samplePartitions: Int? = nil) throws -> EmbeddedBroker {
         let broker = try EmbeddedBroker(logger: quiet)
-        try broker.createTopics(TopicCatalog.load(path: packageRoot.appendingPathComponent("streams/topics.yaml").path).specs)
+        var specs = try TopicCatalog.load(path: packageRoot.appendingPathComponent("streams/topics.yaml").path).specs
+        if let samplePartitions {
+            for i in specs.indices where ["samples", "labels"].contains(specs[i].name) {
+                specs[i].partitions = samplePartitions
+            }
+        }
+        try broker.createTopics(specs)
         return broker
     }
 
