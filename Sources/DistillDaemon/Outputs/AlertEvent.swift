@@ -29,7 +29,7 @@ public enum AlertEventType: String, Sendable, Codable, CaseIterable {
 /// the same input yields byte-identical events: `time` is the event time of the evaluation that caused it
 /// (the window end, or the teacher sample's event time for a major version), and `id` is
 /// `AlertEvent.id(type:trigger:subject:episodeStart:window:)`.
-public struct AlertEvent: Sendable, Codable, Equatable {
+public struct AlertEvent: Sendable, Codable, Equatable, DistillJSONOutput {
     /// CloudEvents spec version, always `1.0`.
     public var specversion: String
     /// `distill.trigger.fired`, `distill.trigger.resolved` or `distill.teacher.regressed`.
@@ -136,8 +136,7 @@ public struct AlertEvent: Sendable, Codable, Equatable {
 
     /// The Kafka record: key `key`, value `jsonBytes()`, header `content-type`, timestamp = event time.
     public func producerRecord(topic: String = AlertEvent.topic) throws -> ProducerRecord {
-        ProducerRecord(topic: topic, key: Array(key.utf8), value: try jsonBytes(),
-                       headers: [KafkaHeader("content-type", Self.contentType)], timestamp: eventTimeMillis)
+        try jsonProducerRecord(topic: topic)
     }
 }
 

@@ -5,7 +5,7 @@ import KafkaClient
 
 /// One record on `distill.calibration`: the calibration check of one model version (teacher or served
 /// student) at the close of a calibration window.
-public struct CalibrationCheckRecord: Sendable, Codable, Equatable {
+public struct CalibrationCheckRecord: Sendable, Codable, Equatable, DistillJSONOutput {
     /// Deterministic id: hex SHA-256 of the netstring-framed `role, version, slice (or empty), window name,
     /// start, end`.
     public var id: String
@@ -134,13 +134,13 @@ public struct CalibrationCheckRecord: Sendable, Codable, Equatable {
     /// The message key: the model version.
     public var key: String { version }
 
-    /// The JSON bytes (sorted keys, finite numbers).
-    public func jsonBytes() throws -> [UInt8] { try DistillOutputJSON.encode(self) }
+
+    /// The window end: the event time the record describes.
+    public var eventTimeMillis: Int64 { window.end }
 
     /// The Kafka record: key `key`, JSON value, `content-type: application/json`, timestamp = window end.
     public func producerRecord(topic: String = CalibrationCheckRecord.topic) throws -> ProducerRecord {
-        ProducerRecord(topic: topic, key: Array(key.utf8), value: try jsonBytes(),
-                       headers: [KafkaHeader("content-type", "application/json")], timestamp: window.end)
+        try jsonProducerRecord(topic: topic)
     }
 }
 

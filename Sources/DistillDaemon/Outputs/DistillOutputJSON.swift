@@ -1,4 +1,5 @@
 import Foundation
+import KafkaClient
 
 // MARK: - Deterministic JSON for output records
 
@@ -80,5 +81,31 @@ public enum DistillOutputTime {
     static func pad(_ v: Int64, _ width: Int) -> String {
         let s = String(v)
         return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+    }
+}
+
+// MARK: - DistillJSONOutput
+
+/// A JSON output record: keyed, timestamped with its event time, encoded deterministically.
+public protocol DistillJSONOutput: Encodable {
+    /// The Kafka message key.
+    var key: String { get }
+    /// The event time the record describes (ms); the Kafka timestamp, so replays give identical records.
+    var eventTimeMillis: Int64 { get }
+    /// The `content-type` header.
+    static var contentType: String { get }
+}
+
+extension DistillJSONOutput {
+    /// Plain JSON unless the record says otherwise.
+    public static var contentType: String { "application/json" }
+
+    /// The JSON bytes (sorted keys, finite numbers).
+    public func jsonBytes() throws -> [UInt8] { try DistillOutputJSON.encode(self) }
+
+    /// The Kafka record: key `key`, value `jsonBytes()`, header `content-type`, timestamp = event time.
+    public func jsonProducerRecord(topic: String) throws -> ProducerRecord {
+        ProducerRecord(topic: topic, key: Array(key.utf8), value: try jsonBytes(),
+                       headers: [KafkaHeader("content-type", Self.contentType)], timestamp: eventTimeMillis)
     }
 }

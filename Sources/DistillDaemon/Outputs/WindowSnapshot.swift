@@ -5,7 +5,7 @@ import KafkaClient
 
 /// One record on `distill.windows`: all figures of one closed window instance and one group, each with its
 /// interval, for dashboards. One snapshot per (window instance, group) at each close (each slide).
-public struct WindowSnapshot: Sendable, Codable, Equatable {
+public struct WindowSnapshot: Sendable, Codable, Equatable, DistillJSONOutput {
     /// Deterministic id: hex SHA-256 of the netstring-framed `window name, start, end, group key`.
     public var id: String
     /// `distilld/<instance>`.
@@ -112,13 +112,13 @@ public struct WindowSnapshot: Sendable, Codable, Equatable {
     /// The message key: `<window name>|<group key>`.
     public var key: String { window.name + "|" + group.key }
 
-    /// The JSON bytes (sorted keys, finite numbers).
-    public func jsonBytes() throws -> [UInt8] { try DistillOutputJSON.encode(self) }
+
+    /// The window end: the event time the record describes.
+    public var eventTimeMillis: Int64 { window.end }
 
     /// The Kafka record: key `key`, JSON value, `content-type: application/json`, timestamp = window end.
     public func producerRecord(topic: String = WindowSnapshot.topic) throws -> ProducerRecord {
-        ProducerRecord(topic: topic, key: Array(key.utf8), value: try jsonBytes(),
-                       headers: [KafkaHeader("content-type", "application/json")], timestamp: window.end)
+        try jsonProducerRecord(topic: topic)
     }
 }
 
