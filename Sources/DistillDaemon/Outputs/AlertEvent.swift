@@ -133,11 +133,6 @@ public struct AlertEvent: Sendable, Codable, Equatable, DistillJSONOutput {
 
     /// The structured-mode JSON bytes (sorted keys, finite numbers).
     public func jsonBytes() throws -> [UInt8] { try DistillOutputJSON.encode(self) }
-
-    /// The Kafka record: key `key`, value `jsonBytes()`, header `content-type`, timestamp = event time.
-    public func producerRecord(topic: String = AlertEvent.topic) throws -> ProducerRecord {
-        try jsonProducerRecord(topic: topic)
-    }
 }
 
 // MARK: - Alert data

@@ -134,14 +134,8 @@ public struct CalibrationCheckRecord: Sendable, Codable, Equatable, DistillJSONO
     /// The message key: the model version.
     public var key: String { version }
 
-
     /// The window end: the event time the record describes.
     public var eventTimeMillis: Int64 { window.end }
-
-    /// The Kafka record: key `key`, JSON value, `content-type: application/json`, timestamp = window end.
-    public func producerRecord(topic: String = CalibrationCheckRecord.topic) throws -> ProducerRecord {
-        try jsonProducerRecord(topic: topic)
-    }
 }
 
 /// The calibration window of a check.

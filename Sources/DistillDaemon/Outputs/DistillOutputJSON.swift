@@ -94,6 +94,8 @@ public protocol DistillJSONOutput: Encodable {
     var eventTimeMillis: Int64 { get }
     /// The `content-type` header.
     static var contentType: String { get }
+    /// The default topic.
+    static var topic: String { get }
 }
 
 extension DistillJSONOutput {
@@ -104,7 +106,7 @@ extension DistillJSONOutput {
     public func jsonBytes() throws -> [UInt8] { try DistillOutputJSON.encode(self) }
 
     /// The Kafka record: key `key`, value `jsonBytes()`, header `content-type`, timestamp = event time.
-    public func jsonProducerRecord(topic: String) throws -> ProducerRecord {
+    public func producerRecord(topic: String = Self.topic) throws -> ProducerRecord {
         ProducerRecord(topic: topic, key: Array(key.utf8), value: try jsonBytes(),
                        headers: [KafkaHeader("content-type", Self.contentType)], timestamp: eventTimeMillis)
     }

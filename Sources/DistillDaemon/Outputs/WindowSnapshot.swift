@@ -112,14 +112,8 @@ public struct WindowSnapshot: Sendable, Codable, Equatable, DistillJSONOutput {
     /// The message key: `<window name>|<group key>`.
     public var key: String { window.name + "|" + group.key }
 
-
     /// The window end: the event time the record describes.
     public var eventTimeMillis: Int64 { window.end }
-
-    /// The Kafka record: key `key`, JSON value, `content-type: application/json`, timestamp = window end.
-    public func producerRecord(topic: String = WindowSnapshot.topic) throws -> ProducerRecord {
-        try jsonProducerRecord(topic: topic)
-    }
 }
 
 /// The closed window instance of a snapshot.
