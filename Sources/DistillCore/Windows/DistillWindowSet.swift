@@ -109,8 +109,8 @@ public struct WindowEmissions: Sendable {
 /// Call `ingest(_:groups:)` for each validated sample (after any label join), then `closeReady()`
 /// to collect closed windows; `advanceWatermark(to:)` moves idle event-time windows forward.
 public struct DistillWindowSet: Sendable, Codable {
-    /// The configuration this set was built with.
-    public let config: DistillStatisticsConfig
+    /// The configuration this set was built with (or reshaped to).
+    public private(set) var config: DistillStatisticsConfig
     var timeWindows: [EventTimeWindows<DistillGroupKey, DistillPaneStats>] = []
     var countWindows: [CountWindows<DistillGroupKey, DistillPaneStats>] = []
     var calibrationTime: [EventTimeWindows<CalibrationKey, CalibrationStats>] = []
@@ -143,24 +143,34 @@ public struct DistillWindowSet: Sendable, Codable {
         return out
     }
 
+    /// Per-partition partial panes not yet sealed, over every event-time window (bounded by partitions × skew).
+    public var openPaneCount: Int {
+        timeWindows.reduce(0) { $0 + $1.openPanes.values.reduce(0) { $0 + $1.count } }
+            + calibrationTime.reduce(0) { $0 + $1.openPanes.values.reduce(0) { $0 + $1.count } }
+    }
+
     /// Folds one sample into every window, under each group in `groups` whose filters match it.
     /// Returns the number of windows that rejected it as late.
     ///
     /// `contribution` allows a two-step label join: ingest `.unlabeled` on arrival, then the same sample
     /// (same id and event time, label filled in) with `.labeled` when the label arrives; a window's
     /// `samples` counts ingest calls. Calibration windows only see labeled contributions.
+    ///
+    /// `partition` is the input partition the sample was read from: event-time panes are kept per partition until
+    /// sealed (see `EventTimeWindows`). Count windows follow arrival order and are not split by partition.
     @discardableResult
-    public mutating func ingest(_ sample: DistillSample, groups: [DistillGroupKey],
+    public mutating func ingest(_ sample: DistillSample, groups: [DistillGroupKey], partition: Int32 = 0,
                                 contribution: SampleContribution = .all) -> Int {
         var weights = BootstrapWeights(replicates: config.replicates)
         weights.reset(idHash: StableHash.id(sample.id))
-        return ingest(sample, groups: groups, weights: weights, contribution: contribution)
+        return ingest(sample, groups: groups, weights: weights, partition: partition, contribution: contribution)
     }
 
-    /// As `ingest(_:groups:contribution:)` with precomputed bootstrap weights (reuse one buffer across samples).
+    /// As `ingest(_:groups:partition:contribution:)` with precomputed bootstrap weights (reuse one buffer across
+    /// samples).
     @discardableResult
     public mutating func ingest(_ sample: DistillSample, groups: [DistillGroupKey], weights: BootstrapWeights,
-                                contribution: SampleContribution = .all) -> Int {
+                                partition: Int32 = 0, contribution: SampleContribution = .all) -> Int {
         let matching = groups.filter { $0.matches(sample) }
         let c = config.classes, b = config.replicates, bins = config.bins
         func updateStats(_ panes: inout [DistillGroupKey: DistillPaneStats]) {
@@ -170,7 +180,8 @@ public struct DistillWindowSet: Sendable, Codable {
             }
         }
         var late = 0
-        for i in timeWindows.indices where timeWindows[i].ingest(eventTime: sample.timestamp, updateStats) == .late {
+        for i in timeWindows.indices
+        where timeWindows[i].ingest(eventTime: sample.timestamp, partition: partition, updateStats) == .late {
             late += 1
         }
         for i in countWindows.indices { countWindows[i].ingest(eventTime: sample.timestamp, updateStats) }
@@ -203,7 +214,8 @@ public struct DistillWindowSet: Sendable, Codable {
                 }
             }
             for i in calibrationTime.indices
-            where calibrationTime[i].ingest(eventTime: sample.timestamp, updateCalibration) == .late {
+            where calibrationTime[i].ingest(eventTime: sample.timestamp, partition: partition, updateCalibration)
+                == .late {
                 late += 1
             }
             for i in calibrationCount.indices {
@@ -229,6 +241,55 @@ public struct DistillWindowSet: Sendable, Codable {
     public mutating func advanceWatermark(to eventTime: Int64) {
         for i in timeWindows.indices { timeWindows[i].advanceWatermark(to: eventTime) }
         for i in calibrationTime.indices { calibrationTime[i].advanceWatermark(to: eventTime) }
+    }
+
+    /// The same statistics with new window bounds, keeping every pane (for a config reload). Only an event-time
+    /// window's size, slide and grace may change, and only while its pane size (gcd of size and slide) stays the
+    /// same; anything else throws, naming the setting, and this set is left as it was.
+    public func reshaped(to new: DistillStatisticsConfig) throws(DistillConfigError) -> DistillWindowSet {
+        var shapeless = new
+        shapeless.windows = config.windows
+        shapeless.calibrationWindows = config.calibrationWindows
+        guard shapeless == config else {
+            throw DistillConfigError(setting: "statistics",
+                                     message: "classes, replicates, bins, confidence level and calibration sampling "
+                                         + "cannot change while running")
+        }
+        func reshape<K, A>(_ windows: [EventTimeWindows<K, A>], from old: [WindowSpec], to specs: [WindowSpec],
+                           setting: String, named: Bool) throws(DistillConfigError) -> [EventTimeWindows<K, A>] {
+            guard old.map(\.name) == specs.map(\.name) else {
+                throw DistillConfigError(setting: setting, message: "windows cannot be added, removed or renamed "
+                                             + "while running (was \(old.map(\.name)), now \(specs.map(\.name)))")
+            }
+            var out: [EventTimeWindows<K, A>] = []
+            var next = windows.makeIterator()
+            for (was, spec) in zip(old, specs) {
+                switch (was.kind, spec.kind) {
+                case (.eventTime, .eventTime):
+                    let current = next.next()!
+                    guard let reshaped = current.reshaped(to: spec) else {
+                        throw DistillConfigError(
+                            setting: named ? "\(setting).\(spec.name)" : setting,
+                            message: "the pane size (gcd of size and slide) would change from \(current.paneSize) ms; "
+                                + "only changes that keep it can keep the window's state")
+                    }
+                    out.append(reshaped)
+                case (.count, .count) where was == spec:
+                    continue
+                default:
+                    throw DistillConfigError(setting: named ? "\(setting).\(spec.name)" : setting,
+                                             message: "count windows and window kinds cannot change while running")
+                }
+            }
+            return out
+        }
+        var set = self
+        set.config = new
+        set.timeWindows = try reshape(timeWindows, from: config.windows, to: new.windows, setting: "windows",
+                                      named: true)
+        set.calibrationTime = try reshape(calibrationTime, from: config.calibrationWindows,
+                                          to: new.calibrationWindows, setting: "calibration.window", named: false)
+        return set
     }
 
     /// Closes and returns every window instance that is complete.

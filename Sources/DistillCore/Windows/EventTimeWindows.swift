@@ -8,6 +8,12 @@
 /// event time < watermark is late: it is counted and never folded in, so closed windows never change and
 /// every pane a sample lands in still belongs only to unclosed windows. Panes no future window needs are
 /// dropped, so memory is O(size/pane × groups). Windows whose panes hold no samples are not emitted.
+///
+/// State is kept per source partition while a pane is open: each input partition folds into its own `PanePartial`.
+/// Once the watermark passes a pane's end no sample can reach it, so the pane is sealed: its partials are merged, in
+/// partition order, into the global pane the windows read. The merge is exact (sums), figures do not depend on how
+/// partitions interleave, and a partial is the unit another instance can own (see `sealPanes()`/`mergeSealed(_:)`).
+/// Only open panes are per partition, so memory grows with partitions × (grace + skew) / pane, not with the size.
 public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: WindowAggregate>: Sendable, Codable {
     /// Window name.
     public let name: String
@@ -20,10 +26,14 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
     /// Pane length, ms (gcd of size and slide).
     public let paneSize: Int64
 
-    /// Pane index → per-group aggregates.
+    /// Sealed pane index → per-group aggregates merged over every partition.
     public private(set) var panes: [Int64: [Key: Aggregate]] = [:]
-    /// Pane index → samples accepted.
+    /// Sealed pane index → samples accepted.
     public private(set) var paneSamples: [Int64: Int] = [:]
+    /// Source partition → open pane index → that partition's aggregates.
+    public private(set) var openPanes: [Int32: [Int64: PanePartial<Key, Aggregate>]] = [:]
+    /// Smallest open pane index, so sealing costs nothing until the watermark reaches it.
+    public private(set) var oldestOpenPane: Int64?
     /// Largest event time accepted or offered, ms.
     public private(set) var maxEventTime: Int64?
     /// Externally advanced watermark, ms.
@@ -36,6 +46,9 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
     public private(set) var inputWatermark: Int64?
     /// End of the next window instance to close, ms.
     public private(set) var nextEnd: Int64?
+    /// Window instances ending before this are closed without being emitted: after a reload that grew the window,
+    /// they would reach back to panes the old shape had already dropped.
+    public private(set) var emitFrom: Int64?
     /// True once any window instance has been closed (or skipped as empty).
     public private(set) var closedAny = false
     /// Total late samples.
@@ -72,10 +85,14 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
         }
     }
 
-    /// Offers a sample with event time `eventTime`; if it is not late, `update` folds it into its pane's
-    /// per-group aggregates (create missing groups with `dict[key, default: empty]`).
+    /// Panes held, sealed and open (each partition's open pane counts once).
+    public var paneCount: Int { panes.count + openPanes.values.reduce(0) { $0 + $1.count } }
+
+    /// Offers a sample with event time `eventTime` read from input `partition`; if it is not late, `update` folds it
+    /// into that partition's aggregates for the sample's pane (create missing groups with `dict[key, default: empty]`).
     @discardableResult
-    public mutating func ingest(eventTime: Int64, _ update: (inout [Key: Aggregate]) -> Void) -> IngestOutcome {
+    public mutating func ingest(eventTime: Int64, partition: Int32 = 0,
+                                _ update: (inout [Key: Aggregate]) -> Void) -> IngestOutcome {
         if let w = watermark, eventTime < w {
             lateTotal += 1
             lateSinceEmit += 1
@@ -86,9 +103,42 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
         // Safe to lower: every closed end is ≤ watermark ≤ eventTime < firstEnd.
         nextEnd = min(nextEnd ?? firstEnd, firstEnd)
         let pane = floorDiv(eventTime, paneSize)
-        update(&panes[pane, default: [:]])
-        paneSamples[pane, default: 0] += 1
+        let windowName = name
+        openPanes[partition, default: [:]][pane, default: PanePartial(window: windowName, partition: partition,
+                                                                        pane: pane)].add(update)
+        oldestOpenPane = min(oldestOpenPane ?? pane, pane)
         return .accepted
+    }
+
+    /// Removes and returns every open partial whose pane has ended (end ≤ watermark), ordered by pane then partition.
+    /// Their panes can no longer change: later samples for them are late.
+    public mutating func sealPanes() -> [PanePartial<Key, Aggregate>] {
+        guard let w = watermark, let oldest = oldestOpenPane, (oldest + 1) * paneSize <= w else { return [] }
+        let sealBelow = floorDiv(w, paneSize)  // panes < this have end ≤ w
+        var sealed: [PanePartial<Key, Aggregate>] = []
+        var newOldest: Int64?
+        for partition in openPanes.keys {
+            for pane in openPanes[partition]!.keys {
+                if pane < sealBelow {
+                    sealed.append(openPanes[partition]!.removeValue(forKey: pane)!)
+                } else {
+                    newOldest = min(newOldest ?? pane, pane)
+                }
+            }
+            if openPanes[partition]!.isEmpty { openPanes[partition] = nil }
+        }
+        oldestOpenPane = newOldest
+        return sealed.sorted { ($0.pane, $0.partition) < ($1.pane, $1.partition) }
+    }
+
+    /// Folds a sealed partial into the global pane it belongs to. Merge partials in `sealPanes()` order so
+    /// floating-point sums are the same on every run.
+    public mutating func mergeSealed(_ partial: PanePartial<Key, Aggregate>) {
+        Self.mergeInto(&panes[partial.pane, default: [:]], partial.groups)
+        paneSamples[partial.pane, default: 0] += partial.samples
+        // The first window holding this pane may not be known yet when the partial came from elsewhere.
+        let firstEnd = (floorDiv(partial.pane * paneSize, slide) + 1) * slide
+        nextEnd = min(nextEnd ?? firstEnd, firstEnd)
     }
 
     /// Makes the watermark follow `setInputWatermark(_:)` rather than the largest event time seen.
@@ -109,6 +159,7 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
 
     /// Closes every window instance whose end is ≤ the watermark and returns the non-empty ones, oldest first.
     public mutating func closeReady() -> [ClosedWindow<Key, Aggregate>] {
+        for partial in sealPanes() { mergeSealed(partial) }
         guard let w = watermark, var end = nextEnd else { return [] }
         var out: [ClosedWindow<Key, Aggregate>] = []
         while end <= w {
@@ -132,7 +183,7 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
                 }
             }
             closedAny = true
-            if samples > 0 {
+            if samples > 0, end >= emitFrom ?? end {
                 out.append(ClosedWindow(name: name, start: start, end: end, samples: samples,
                                         lateSamples: lateSinceEmit, firstSequence: nil, groups: merged))
                 lateSinceEmit = 0
@@ -158,8 +209,64 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
     }
 
     static func mergeInto(_ merged: inout [Key: Aggregate], _ groups: [Key: Aggregate]) {
+        // Dictionary order is fine here: each key is merged once, so the order cannot change a sum.
         for (key, aggregate) in groups {
             if merged[key] == nil { merged[key] = aggregate } else { merged[key]!.merge(aggregate) }
         }
+    }
+
+    // MARK: Reshaping on reload
+
+    /// The same windows with a new size, slide or grace, keeping every pane, when the pane size is unchanged
+    /// (nil otherwise). Window ends already passed stay closed. A window that would reach back before the panes the
+    /// old shape kept is not emitted: no figure is computed on part of its span.
+    public func reshaped(to spec: WindowSpec) -> EventTimeWindows? {
+        guard case let .eventTime(size, slide, grace) = spec.kind, gcd(size, slide) == paneSize else { return nil }
+        var new = EventTimeWindows(name: spec.name, size: size, slide: slide, grace: grace)
+        new.panes = panes
+        new.paneSamples = paneSamples
+        new.openPanes = openPanes
+        new.oldestOpenPane = oldestOpenPane
+        new.maxEventTime = maxEventTime
+        new.externalWatermark = externalWatermark
+        new.followsInputs = followsInputs
+        new.inputWatermark = inputWatermark
+        new.closedAny = closedAny
+        new.lateTotal = lateTotal
+        new.lateSinceEmit = lateSinceEmit
+        new.emitFrom = emitFrom
+        if let oldNext = nextEnd {
+            new.nextEnd = ceilDiv(oldNext, slide) * slide
+            // Panes before the old shape's next window start may have been dropped.
+            if closedAny { new.emitFrom = max(emitFrom ?? .min, oldNext - self.size + size) }
+        }
+        return new
+    }
+}
+
+/// One source partition's aggregates for one pane of one window: what is merged into the global pane once the pane
+/// is sealed, and what an instance owning the partition would hand to the instance that merges.
+public struct PanePartial<Key: Hashable & Sendable & Codable, Aggregate: WindowAggregate>: Sendable, Codable {
+    /// Window name.
+    public var window: String
+    /// Source (input) partition.
+    public var partition: Int32
+    /// Pane index (pane start = index × pane size).
+    public var pane: Int64
+    /// Samples accepted.
+    public var samples: Int = 0
+    /// Per-group aggregates.
+    public var groups: [Key: Aggregate] = [:]
+
+    /// Creates an empty partial.
+    public init(window: String, partition: Int32, pane: Int64) {
+        self.window = window
+        self.partition = partition
+        self.pane = pane
+    }
+
+    mutating func add(_ update: (inout [Key: Aggregate]) -> Void) {
+        update(&groups)
+        samples += 1
     }
 }

@@ -98,3 +98,9 @@ func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
     let q = a / b
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
 }
+
+/// Ceiling division for Int64 (rounds toward +∞).
+@inlinable
+func ceilDiv(_ a: Int64, _ b: Int64) -> Int64 {
+    -floorDiv(-a, b)
+}

@@ -173,14 +173,16 @@ public final class DistillEngine {
             sample.label = label
             counters.labelsJoined += 1
         }
+        let partition = position.partition
         if sample.label == nil {
-            counters.lateSamples += windows.ingest(sample, groups: groups, contribution: .unlabeled) > 0 ? 1 : 0
-            labelJoin.waitForLabel(sample)
+            counters.lateSamples += windows.ingest(sample, groups: groups, partition: partition,
+                                                   contribution: .unlabeled) > 0 ? 1 : 0
+            labelJoin.waitForLabel(sample, partition: partition)
         } else {
-            counters.lateSamples += windows.ingest(sample, groups: groups) > 0 ? 1 : 0
+            counters.lateSamples += windows.ingest(sample, groups: groups, partition: partition) > 0 ? 1 : 0
         }
         counters.samplesIngested += 1
-        out += learn(from: sample)
+        out += learn(from: sample, partition: partition)
         labelJoin.expire(before: sample.timestamp)
         counters.labelsWaiting = labelJoin.waitingLabels
         counters.labelsTooLate = labelJoin.tooLate
@@ -196,10 +198,12 @@ public final class DistillEngine {
         } catch {
             return [reject(bytes, key, position, reason: error.rule.rawValue, field: error.field, error.message)]
         }
-        if var sample = labelJoin.takeSample(for: record.id) {
+        if case let (waiting, partition)? = labelJoin.takeSample(for: record.id) {
+            var sample = waiting
             sample.label = record.label
             counters.labelsJoined += 1
-            windows.ingest(sample, groups: groupKeys(for: sample), contribution: .labeled)
+            // The labeled half goes to the sample's own partition and pane, not the label's.
+            windows.ingest(sample, groups: groupKeys(for: sample), partition: partition, contribution: .labeled)
         } else {
             labelJoin.waitForSample(record)
         }
@@ -333,7 +337,7 @@ public final class DistillEngine {
     public static let onlineStudentVersion = "distilld-online-ema"
 
     /// Test, then train: the EMA student's score on the sample goes into the windows before it learns from it.
-    private func learn(from sample: DistillSample) -> [EngineOutput] {
+    private func learn(from sample: DistillSample, partition: Int32) -> [EngineOutput] {
         guard let distiller, !sample.features.isEmpty else { return [] }
         let selection = registry.select(config.teacher.strategy, available: sample.teacherVersions)
         guard !selection.isEmpty else { return [] }
@@ -347,7 +351,7 @@ public final class DistillEngine {
         let old = registry.newTeacher == nil ? nil : registry.oldTeacher?.version
         windows.ingest(scored, groups: [DistillGroupKey(newTeacher: newTeacher, oldTeacher: old,
                                                         student: Self.onlineStudentVersion)],
-                       contribution: sample.label == nil ? .unlabeled : .all)
+                       partition: partition, contribution: sample.label == nil ? .unlabeled : .all)
         _ = distiller.learn(features: sample.features, teachers: teachers, label: sample.label)
         counters.studentUpdates += 1
         samplesSinceCheckpoint += 1
@@ -396,7 +400,16 @@ extension DistillEngine {
     /// Changes that would invalidate the state are refused, naming what changed, and the old config stays in force.
     public func reload(_ new: DistillConfig) throws(ConfigError) {
         var refused: [String] = []
-        if new.statistics != config.statistics { refused.append("windows/statistics") }
+        var reshaped: DistillWindowSet?
+        if new.statistics != config.statistics {
+            do {
+                reshaped = try windows.reshaped(to: new.statistics)
+            } catch {
+                throw ConfigError(file: "reload", line: nil, key: error.setting,
+                                  message: error.message + "; the old config stays in force. Restart distilld with "
+                                      + "a fresh state (state.on_corrupt: reset) to apply it")
+            }
+        }
         if new.model != config.model { refused.append("model") }
         if new.topics != config.topics || new.consumerGroup != config.consumerGroup { refused.append("topics") }
         if new.broker != config.broker { refused.append("brokers/kafka") }
@@ -408,8 +421,9 @@ extension DistillEngine {
             throw ConfigError(
                 file: "reload", line: nil, key: refused.joined(separator: ", "),
                 message: "cannot change at runtime without losing state; the old config stays in force. Restart "
-                    + "distilld to apply it (a window change needs a fresh state: state.on_corrupt: reset)")
+                    + "distilld to apply it")
         }
+        if let reshaped { windows = reshaped }
         var evaluator = TriggerEvaluator(config: new.triggers, level: new.statistics.confidenceLevel)
         evaluator.adoptEpisodes(from: self.evaluator)
         self.evaluator = evaluator
@@ -424,7 +438,9 @@ extension DistillEngine {
     /// Everything the engine knows that is not re-read from Kafka on start (the registry is: the `teachers` topic
     /// is read from its beginning). Encoded into the state checkpoint.
     struct EngineState: Codable {
-        var formatVersion = 1
+        /// 2: event-time panes kept per input partition until sealed; waiting samples remember their partition.
+        static let currentFormat = 2
+        var formatVersion = currentFormat
         var configRevision: String
         var windows: DistillWindowSet
         var evaluator: TriggerEvaluator
@@ -451,6 +467,13 @@ extension DistillEngine {
     /// Restores a snapshot. Window and trigger configuration come from the current config (thresholds may have
     /// changed); the windows themselves must have the same shape, or restoring is refused.
     public func restore(_ bytes: [UInt8]) throws {
+        struct Header: Decodable { var formatVersion: Int }
+        let header = try JSONDecoder().decode(Header.self, from: Data(bytes))
+        guard header.formatVersion == EngineState.currentFormat else {
+            throw EngineStateError.incompatible(
+                "engine state format \(header.formatVersion), this build reads \(EngineState.currentFormat); start "
+                    + "from a fresh state (state.on_corrupt: reset)")
+        }
         let state = try JSONDecoder().decode(EngineState.self, from: Data(bytes))
         guard state.windows.config == config.statistics else {
             throw EngineStateError.incompatible(

@@ -10,7 +10,8 @@ import DistillCore
 struct LabelJoinBuffer: Codable {
     let windowMillis: Int64
     let capacity: Int
-    private var samples: [String: DistillSample] = [:]
+    /// Waiting samples by id, with the input partition each was read from.
+    private var samples: [String: WaitingSample] = [:]
     private var sampleOrder: [JoinEntry] = []
     private var sampleHead = 0
     private var labels: [String: LabelRecord] = [:]
@@ -29,11 +30,11 @@ struct LabelJoinBuffer: Codable {
     var waitingLabels: Int { labels.count }
     var waitingSamples: Int { samples.count }
 
-    mutating func waitForLabel(_ sample: DistillSample) {
+    mutating func waitForLabel(_ sample: DistillSample, partition: Int32) {
         var kept = sample
         kept.features = []
         if samples.count >= capacity { evictOldestSample() }
-        samples[sample.id] = kept
+        samples[sample.id] = WaitingSample(sample: kept, partition: partition)
         sampleOrder.append(JoinEntry(id: sample.id, ts: sample.timestamp))
     }
 
@@ -47,8 +48,8 @@ struct LabelJoinBuffer: Codable {
         labels.removeValue(forKey: id)?.label
     }
 
-    mutating func takeSample(for id: String) -> DistillSample? {
-        samples.removeValue(forKey: id)
+    mutating func takeSample(for id: String) -> (DistillSample, partition: Int32)? {
+        samples.removeValue(forKey: id).map { ($0.sample, $0.partition) }
     }
 
     /// Drops entries older than `eventTime − window`.
@@ -82,6 +83,12 @@ struct LabelJoinBuffer: Codable {
             labelHead = 0
         }
     }
+}
+
+/// An unlabeled sample waiting for its label, and the partition whose panes its labeled half belongs to.
+struct WaitingSample: Codable {
+    var sample: DistillSample
+    var partition: Int32
 }
 
 /// One waiting id and its event time, in arrival order.

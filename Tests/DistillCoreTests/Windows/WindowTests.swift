@@ -240,4 +240,163 @@ struct PartitionMergeTests {
                                                                       absoluteTolerance: 1e-12))
         }
     }
+
+    @Test("panes kept per partition: figures are bit-identical whatever the interleaving, and equal one stream's")
+    func interleavingInvariant() throws {
+        var rng = SeededRandom(seed: 77)
+        let config = DistillStatisticsConfig(classes: 4, replicates: 16, windows: [
+            .eventTime("w", size: 6_000, slide: 2_000, grace: 200),
+        ], calibrationWindows: [.eventTime("cal", size: 6_000, slide: 6_000, grace: 200)])
+        let key = DistillGroupKey(newTeacher: "t-new", oldTeacher: "t-old")
+        // Three partitions, each in event-time order, at different rates.
+        var streams: [[DistillSample]] = [[], [], []]
+        var id = 0
+        for p in 0..<3 {
+            for i in 0..<(600 + 300 * p) {
+                let ts = Int64(i * (40 - 10 * p))
+                streams[p].append(randomSample(id: id, ts: ts, classes: 4, rng: &rng, labelProbability: 1))
+                id += 1
+            }
+        }
+        /// Feeds the partitions in batches of `batch` per partition, with the watermark at the slowest partition.
+        func run(batch: Int) -> (windows: [DistillWindow], calibration: [CalibrationWindow], maxOpen: Int,
+                                 maxSkew: Int64) {
+            var set = DistillWindowSet(config: config)
+            set.followInputWatermark()
+            var next = [0, 0, 0]
+            var reached: [Int64?] = [nil, nil, nil]
+            var out: ([DistillWindow], [CalibrationWindow], Int) = ([], [], 0)
+            var maxSkew: Int64 = 0
+            while next.indices.contains(where: { next[$0] < streams[$0].count }) {
+                for p in 0..<3 where next[p] < streams[p].count {
+                    for s in streams[p][next[p]..<min(next[p] + batch, streams[p].count)] {
+                        #expect(set.ingest(s, groups: [key], partition: Int32(p)) == 0, "nothing late")
+                        reached[p] = s.timestamp
+                    }
+                    next[p] = min(next[p] + batch, streams[p].count)
+                    // The slowest partition still sending holds event time back (as the daemon does).
+                    let pending = (0..<3).filter { next[$0] < streams[$0].count }
+                    if pending.allSatisfy({ reached[$0] != nil }) {
+                        let low = pending.isEmpty ? reached.compactMap { $0 }.max()! : pending.map { reached[$0]! }.min()!
+                        set.setInputWatermark(low)
+                        maxSkew = max(maxSkew, reached.compactMap { $0 }.max()! - low)
+                    }
+                    let e = set.closeReady()
+                    out.0 += e.statistics
+                    out.1 += e.calibration
+                    out.2 = max(out.2, set.openPaneCount)
+                }
+            }
+            set.advanceWatermark(to: 1_000_000)
+            let e = set.closeReady()
+            return (out.0 + e.statistics, out.1 + e.calibration, out.2, maxSkew)
+        }
+        let a = run(batch: 1), b = run(batch: 97)
+        #expect(a.windows.count == b.windows.count && a.windows.count > 10)
+        for (x, y) in zip(a.windows, b.windows) {
+            #expect(x.start == y.start && x.end == y.end && x.samples == y.samples)
+            #expect(x.groups == y.groups, "bit-identical whatever the interleaving")
+        }
+        #expect(a.calibration.count == b.calibration.count && !a.calibration.isEmpty)
+        for (x, y) in zip(a.calibration, b.calibration) { #expect(x.groups == y.groups) }
+        // Open panes depend on grace and on how far partitions run ahead of the slowest, not on the window size
+        // or the stream's length: per partition, (skew + grace) / pane + 2 for each window.
+        for r in [a, b] {
+            let bound = 3 * ([2_000, 6_000] as [Int64]).map { Int((r.maxSkew + 200) / $0) + 2 }.reduce(0, +)
+            print("figure: open panes max \(r.maxOpen), partition skew \(r.maxSkew) ms, bound \(bound)")
+            #expect(r.maxOpen <= bound)
+        }
+
+        // One stream of the same samples in time order gives the same windows, up to summation order.
+        var one = DistillWindowSet(config: config)
+        for s in streams.flatMap({ $0 }).sorted(by: { ($0.timestamp, $0.id) < ($1.timestamp, $1.id) }) {
+            one.ingest(s, groups: [key])
+        }
+        one.advanceWatermark(to: 1_000_000)
+        let reference = one.closeReady().statistics
+        #expect(reference.count == a.windows.count)
+        for (x, y) in zip(a.windows, reference) {
+            #expect(x.start == y.start && x.samples == y.samples)
+            let p = try #require(x.groups[key]), q = try #require(y.groups[key])
+            for j in p.sums.values.indices {
+                #expect(p.sums.values[j].isApproximatelyEqual(to: q.sums.values[j], absoluteTolerance: 1e-9))
+            }
+        }
+    }
+
+    @Test("sealed partials handed to another instance's windows reproduce the windows exactly")
+    func sealedPartialsSeam() {
+        typealias W = EventTimeWindows<String, IDList>
+        var stage1 = W(name: "t", size: 10, slide: 5, grace: 2)
+        var stage2 = W(name: "t", size: 10, slide: 5, grace: 2)
+        var reference = W(name: "t", size: 10, slide: 5, grace: 2)
+        var fromStage2: [[Int]] = [], fromReference: [[Int]] = []
+        var partials = 0
+        for i in 0..<200 {
+            let ts = Int64(i / 2 + (i % 3)), partition = Int32(i % 4)
+            stage1.ingest(eventTime: ts, partition: partition) { $0["g", default: IDList()].ids.append(i) }
+            reference.ingest(eventTime: ts) { $0["g", default: IDList()].ids.append(i) }
+            for p in stage1.sealPanes() {
+                #expect(p.window == "t" && (p.pane + 1) * 5 <= stage1.watermark!)
+                stage2.mergeSealed(p)
+                partials += 1
+            }
+            stage2.advanceWatermark(to: stage1.watermark!)
+            fromStage2 += stage2.closeReady().map { ($0.groups["g"]?.ids ?? []).sorted() }
+            fromReference += reference.closeReady().map { ($0.groups["g"]?.ids ?? []).sorted() }
+        }
+        #expect(fromStage2 == fromReference && fromReference.count > 15)
+        #expect(partials > fromReference.count, "one partial per partition and pane")
+    }
+
+    @Test("reshaping keeps panes when the pane size stays, and never emits a window over dropped panes")
+    func reshape() throws {
+        typealias W = EventTimeWindows<String, IDList>
+        func add(_ w: inout W, _ ts: Int) { w.ingest(eventTime: Int64(ts)) { $0["g", default: IDList()].ids.append(ts) } }
+        func spans(_ c: [ClosedWindow<String, IDList>]) -> [[Int64]] { c.map { [$0.start, $0.end] } }
+        var w = W(name: "t", size: 10, slide: 5, grace: 0)
+        for ts in [1, 4, 6, 12] { add(&w, ts) }
+        #expect(spans(w.closeReady()) == [[-5, 5], [0, 10]])
+
+        // Growing: windows reaching before the kept panes ([5, ...)) are skipped.
+        var grown = try #require(w.reshaped(to: .eventTime("t", size: 20, slide: 5)))
+        for ts in [14, 17, 22] { add(&grown, ts) }
+        grown.advanceWatermark(to: 100)
+        let g = grown.closeReady()
+        #expect(spans(g) == [[5, 25], [10, 30], [15, 35], [20, 40]])
+        #expect(g.map { ($0.groups["g"]?.ids ?? []).sorted() } == [[6, 12, 14, 17, 22], [12, 14, 17, 22], [17, 22], [22]])
+
+        // Shrinking keeps going at once, with the panes from before the reload.
+        var shrunk = try #require(w.reshaped(to: .eventTime("t", size: 5, slide: 5)))
+        for ts in [14, 17, 22] { add(&shrunk, ts) }
+        shrunk.advanceWatermark(to: 100)
+        let s = shrunk.closeReady()
+        #expect(spans(s) == [[10, 15], [15, 20], [20, 25]])
+        #expect(s.map { ($0.groups["g"]?.ids ?? []).sorted() } == [[12, 14], [17], [22]])
+
+        // Another pane size cannot keep the panes.
+        #expect(w.reshaped(to: .eventTime("t", size: 10, slide: 2)) == nil)
+    }
+
+    @Test("a window set reshapes only window bounds; other statistics changes name the setting")
+    func setReshapeRefusals() throws {
+        let config = DistillStatisticsConfig(classes: 3, replicates: 8, windows: [
+            .eventTime("fast", size: 60_000, slide: 10_000), .count("n", size: 100, slide: 50),
+        ])
+        let set = DistillWindowSet(config: config)
+        var ok = config
+        ok.windows[0] = .eventTime("fast", size: 30_000, slide: 10_000, grace: 5_000)
+        #expect(try set.reshaped(to: ok).config == ok)
+        func setting(_ change: (inout DistillStatisticsConfig) -> Void) -> String? {
+            var c = config
+            change(&c)
+            do { _ = try set.reshaped(to: c); return nil } catch { return error.setting }
+        }
+        #expect(setting { $0.windows[0] = .eventTime("fast", size: 60_000, slide: 15_000) } == "windows.fast")
+        #expect(setting { $0.windows.append(.drift) } == "windows")
+        #expect(setting { $0.windows[1] = .count("n", size: 200, slide: 50) } == "windows.n")
+        #expect(setting { $0.replicates = 16 } == "statistics")
+        #expect(setting { $0.calibrationWindows[0] = .eventTime("calibration", size: 3_600_000, slide: 3_600_000) }
+                == "calibration.window")
+    }
 }
