@@ -42,10 +42,20 @@ struct CrashRecoveryTests {
         // The reference: the same records through the engine, uninterrupted.
         let records = RotationScenario().records()
         let reference = try DistillEngine(config: config)
-        let expectedIDs = Set(DistillEngineTests.run(records, engine: reference).compactMap { output -> String? in
+        let referenceOutputs = DistillEngineTests.run(records, engine: reference)
+        let expectedIDs = Set(referenceOutputs.compactMap { output -> String? in
             if case .decision(let d) = output { return AlertEvent.id(for: d) }
             return nil
         })
+        let context = DistillOutputContext(source: "reference", configRevision: config.revision,
+                                           confidenceLevel: config.statistics.confidenceLevel)
+        var expectedFigures: [String: [String: Double]] = [:]
+        for case .windowClosed(let window, let reports) in referenceOutputs {
+            for report in reports {
+                let snapshot = WindowSnapshot(report: report, context: context, firstSequence: window.firstSequence)
+                if let (id, values) = Self.figures(try snapshot.jsonBytes()) { expectedFigures[id] = values }
+            }
+        }
 
         let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
         let probe = try KafkaConsumer(groupID: config.consumerGroup, properties: broker.clientProperties)
@@ -130,6 +140,43 @@ struct CrashRecoveryTests {
         #expect(lost == 0)
         #expect(duplicated == 0)
         #expect(extra == 0)
+
+        // Window figures: every snapshot published (a window re-emitted after a crash included) equals the
+        // uninterrupted reference, and no window is missing.
+        let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
+        var seen = Set<String>()
+        var mismatched = 0, compared = 0
+        for message in snapshots {
+            guard let (id, values) = Self.figures(message.value) else { Issue.record("unreadable snapshot"); continue }
+            seen.insert(id)
+            guard let want = expectedFigures[id] else { mismatched += 1; continue }
+            compared += 1
+            let same = want.keys == values.keys && want.allSatisfy { name, x in
+                abs(x - values[name]!) <= 1e-9 * max(1, abs(x))
+            }
+            if !same { mismatched += 1 }
+        }
+        let missing = Set(expectedFigures.keys).subtracting(seen).count
+        print("figure: window snapshots=\(snapshots.count) distinct=\(seen.count) expected=\(expectedFigures.count) "
+              + "missing=\(missing) mismatched=\(mismatched)")
+        #expect(compared > 50)
+        #expect(missing == 0)
+        #expect(mismatched == 0, "window figures equal the uninterrupted run's")
         try? FileManager.default.removeItem(at: dir)
+    }
+
+    /// A snapshot's id and its numbers: window sample count, each figure's value and interval ends.
+    static func figures(_ bytes: [UInt8]) -> (String, [String: Double])? {
+        guard let o = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+              let id = o["id"] as? String, let window = o["window"] as? [String: Any],
+              let figures = o["figures"] as? [String: Any] else { return nil }
+        var values: [String: Double] = ["window.samples": (window["samples"] as? NSNumber)?.doubleValue ?? -1]
+        for (name, figure) in figures {
+            guard let figure = figure as? [String: Any] else { continue }
+            for part in ["value", "lower", "upper"] {
+                if let x = figure[part] as? NSNumber { values[name + "." + part] = x.doubleValue }
+            }
+        }
+        return (id, values)
     }
 }
