@@ -93,6 +93,10 @@ public final class DistillEngine {
     /// Partitions that hold the watermark: assigned and not idle.
     private var activePartitions: Set<Int32> = []
     public private(set) var counters = EngineCounters()
+    /// The online student's trained and EMA weights, nil without a student (for checks that they stay finite).
+    public var studentWeights: (trained: [Float], ema: [Float])? {
+        distiller.map { ($0.model.parameterArray, $0.emaParameterArray) }
+    }
 
     /// Builds an engine for a validated config.
     public init(config: DistillConfig) throws {
