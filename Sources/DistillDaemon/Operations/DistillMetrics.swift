@@ -59,6 +59,7 @@ public final class DistillMetrics: Sendable {
     private let studentUpdates: Counter
     private let checkpointWrite: Metrics.Timer
     private let deliveryFailures: Counter
+    private let commitFailures: Counter
 
     /// Creates the instruments in a registry of their own.
     ///
@@ -100,6 +101,7 @@ public final class DistillMetrics: Sendable {
         self.studentUpdates = Counter(label: MetricName.studentUpdates, factory: factory)
         self.checkpointWrite = Metrics.Timer(label: MetricName.checkpointWrite, factory: factory)
         self.deliveryFailures = Counter(label: MetricName.deliveryFailures, factory: factory)
+        self.commitFailures = Counter(label: MetricName.commitFailures, factory: factory)
         self.dynamic = Mutex(DynamicInstruments(limit: labelSetLimit))
     }
 
@@ -225,6 +227,11 @@ public final class DistillMetrics: Sendable {
         deliveryFailures.increment()
     }
 
+    /// Counts an offset commit the group refused or could not take (the state checkpoint already holds them).
+    public func commitFailed() {
+        commitFailures.increment()
+    }
+
     // MARK: - Exposition
 
     /// The Prometheus text format 0.0.4 of every instrument, with the checkpoint age brought up to date.
@@ -298,6 +305,7 @@ enum MetricName {
     static let checkpointWrite = "distilld_checkpoint_write_seconds"
     static let outputRecords = "distilld_output_records_total"
     static let deliveryFailures = "distilld_delivery_failures_total"
+    static let commitFailures = "distilld_commit_failures_total"
 }
 
 // MARK: - DynamicInstruments

@@ -132,6 +132,9 @@ final class PipelineRunner {
                 if message.topic == config.topics.samples { lastData[message.partition] = ContinuousClock.now }
             }
         }
+        // A partition assigned again in this process (after a lost assignment, say) resumes where the in-memory
+        // state stops, not at the group's committed offset, which may lag behind it.
+        if !batch.events.isEmpty { inputs.setStartOffsets(positions) }
         for (p, seen) in lastData where ContinuousClock.now - seen >= Self.idleAfter {
             lastData[p] = nil  // re-armed by its next message
             try publish(engine.partitionIdle(p))
@@ -343,8 +346,16 @@ final class PipelineRunner {
         let assigned = Set(inputs.assignment)
         let done = positions.filter { assigned.contains($0.key) }
         if !done.isEmpty {
-            try inputs.markDone(done)
-            try await inputs.commit()
+            do {
+                try inputs.markDone(done)
+                try await inputs.commit()
+            } catch {
+                // Not fatal: a restart resumes from the checkpoint's offsets, not the group's, and the next
+                // checkpoint commits again. A broker outage or a lost assignment must not stop the daemon.
+                metrics.commitFailed()
+                logger.warning("offset commit failed; the checkpoint holds the offsets, retrying at the next one",
+                               metadata: ["error": "\(error)"])
+            }
         }
         lastCheckpoint = ContinuousClock.now
         logger.debug("checkpoint", metadata: [

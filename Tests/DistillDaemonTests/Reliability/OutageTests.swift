@@ -1,0 +1,165 @@
+import DistillCore
+import DistillDaemon
+import Foundation
+import KafkaClient
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// Restarts the daemon when it stops on an error, until told to stop.
+final class Supervisor: Sendable {
+    let stop = Mutex(false)
+    let restarts = Mutex(0)
+    var stopping: Bool { stop.withLock { $0 } }
+}
+
+/// The embedded broker goes down while the daemon runs: nothing lost, nothing doubled, and it recovers by itself.
+@Suite("Broker outages", .serialized)
+struct OutageTests {
+    struct Figures: CustomStringConvertible {
+        var outage: Double
+        var lost = 0, duplicated = 0, unexpected = 0
+        var recoverSeconds = 0.0
+        var restarts = 0
+        var rssBeforeMiB = 0.0, rssPeakDownMiB = 0.0
+        var committed: Int64 = 0
+        var description: String {
+            String(format: "figure: outage=%.0fs lost=%d duplicated=%d unexpected=%d recover=%.1fs restarts=%d "
+                   + "rss_before=%.0fMiB rss_peak_while_down=%.0fMiB",
+                   outage, lost, duplicated, unexpected, recoverSeconds, restarts, rssBeforeMiB, rssPeakDownMiB)
+        }
+    }
+
+    /// Resident set size of this process (the daemon runs in it), MiB.
+    static func rssMiB() -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+        return kb / 1024
+    }
+
+    /// Runs the rotation scenario through the daemon, with every broker down for `outage` seconds while the
+    /// second half of the input is arriving. `kafka` adds librdkafka properties (e.g. a short message timeout).
+    static func run(outage: Double, kafka: String = "") async throws -> Figures {
+        let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: 1)
+        let stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-outage-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: stateDir) }
+        let yaml = scenarioConfig + """
+
+            brokers: "\(broker.bootstrapServers)"
+            consumer_group: outage-\(UUID().uuidString.prefix(8))
+            state: {dir: "\(stateDir)", interval: 300ms}
+            http: {enabled: false}
+            kafka: {session.timeout.ms: "6000", heartbeat.interval.ms: "500"\(kafka)}
+            """
+        let config = try DistillConfig.parse(yaml)
+        let records = RotationScenario().records()
+        let expected = HostileInputTests.alertIDs(DistillEngineTests.run(records, engine: try DistillEngine(config: config)))
+        let half = records.count / 2
+        let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
+        for bytes in records[..<half] {
+            try producer.send(ProducerRecord(topic: "samples", partition: 0, value: bytes)) { _ in }
+        }
+        try await producer.flush(timeout: .seconds(30))
+
+        var figures = Figures(outage: outage)
+        let log = HookLog()
+        let supervisor = Supervisor()
+        let end = Int64(records.count)
+        let samples0 = TopicPartition("samples", 0)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            // A supervisor: the daemon stops rather than commit past an undelivered output; it is restarted.
+            tasks.addTask {
+                while !supervisor.stopping {
+                    let service = DistillService(config: config, logger: DaemonEndToEndTests.quiet, hooks: log.hooks())
+                    let group = ServiceGroup(configuration: .init(services: [service], logger: DaemonEndToEndTests.quiet))
+                    let watcher = Task {
+                        while !supervisor.stopping { try? await Task.sleep(for: .milliseconds(100)) }
+                        await group.triggerGracefulShutdown()
+                    }
+                    do { try await group.run() } catch {
+                        print("daemon stopped: \(error)")
+                        supervisor.restarts.withLock { $0 += 1 }
+                    }
+                    watcher.cancel()
+                    if !supervisor.stopping { try await Task.sleep(for: .milliseconds(500)) }
+                }
+            }
+            let deadline = ContinuousClock.now + .seconds(120)
+            while (log.covered.withLock { $0[samples0] } ?? 0) < Int64(half) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            figures.rssBeforeMiB = rssMiB()
+            // The rest of the input arrives while the broker is down; the producers queue and retry.
+            for bytes in records[half...] {
+                try producer.send(ProducerRecord(topic: "samples", partition: 0, value: bytes)) { _ in }
+            }
+            for id in broker.brokerIDs { try broker.setBrokerDown(id) }
+            let downUntil = ContinuousClock.now + .milliseconds(Int(outage * 1000))
+            var peak = rssMiB()
+            while ContinuousClock.now < downUntil {
+                try await Task.sleep(for: .milliseconds(200))
+                peak = max(peak, rssMiB())
+            }
+            figures.rssPeakDownMiB = peak
+            for id in broker.brokerIDs { try broker.setBrokerUp(id) }
+            let up = ContinuousClock.now
+            try await producer.flush(timeout: .seconds(120))
+            while (log.covered.withLock { $0[samples0] } ?? 0) < end && ContinuousClock.now < deadline + .seconds(120) {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let took = ContinuousClock.now - up
+            figures.recoverSeconds = Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18
+            // Let the last windows close and their alerts go out (idle partitions free the watermark).
+            let settle = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < settle {
+                if try await readAll("distill.alerts", partitions: 3, bootstrap: broker.bootstrapServers).count
+                    >= expected.count { break }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            supervisor.stop.withLock { $0 = true }
+            try await tasks.waitForAll()
+        }
+        await producer.close()
+        let probe = try KafkaConsumer(groupID: config.consumerGroup, properties: broker.clientProperties)
+        figures.committed = try await probe.committed([samples0])[samples0] ?? -1
+        await probe.close()
+        let alerts = try await readAll("distill.alerts", partitions: 3, bootstrap: broker.bootstrapServers)
+        let ids = alerts.compactMap { m -> String? in
+            (try? JSONSerialization.jsonObject(with: Data(m.value)) as? [String: Any])?["id"] as? String
+        }
+        figures.duplicated = ids.count - Set(ids).count
+        figures.lost = expected.subtracting(ids).count
+        figures.unexpected = Set(ids).subtracting(expected).count
+        figures.restarts = supervisor.restarts.withLock { $0 }
+        #expect(!expected.isEmpty)
+        return figures
+    }
+
+    static func check(_ f: Figures, samples: Int) {
+        print(f)
+        #expect(f.lost == 0)
+        #expect(f.duplicated == 0)
+        #expect(f.unexpected == 0)
+        #expect(f.committed == Int64(samples), "every sample committed")
+        #expect(f.rssPeakDownMiB - f.rssBeforeMiB < 64, "memory bounded while the broker is down")
+    }
+
+    @Test("All brokers down for 1 s and 5 s (30 s in the long run): nothing lost or doubled, recovered",
+          arguments: [1.0, 5.0, 30.0])
+    func outage(seconds: Double) async throws {
+        guard seconds < 30 || ReliabilityScale.isLong else { return }
+        let f = try await Self.run(outage: seconds)
+        Self.check(f, samples: RotationScenario().records().count)
+        #expect(f.restarts == 0, "an outage shorter than the message timeout does not stop the daemon")
+    }
+
+    /// If an output was in flight when the timeout expired, the daemon stops without committing and the supervisor
+    /// restarts it (`restarts` in the figure); either way nothing may be lost or doubled.
+    @Test("An outage longer than the clients' message timeout (2 s down for 6 s): nothing lost or doubled")
+    func outageBeyondMessageTimeout() async throws {
+        let f = try await Self.run(outage: 6, kafka: ", message.timeout.ms: \"2000\"")
+        Self.check(f, samples: RotationScenario().records().count)
+    }
+}
