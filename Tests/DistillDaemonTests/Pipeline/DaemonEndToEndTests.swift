@@ -60,8 +60,8 @@ struct DaemonEndToEndTests {
 
     /// An embedded broker with every topic of `streams/topics.yaml`.
     /// `samplePartitions` overrides the `samples` and `labels` partition counts.
-    static func brokerWithTopics(samplePartitions: Int? = nil) throws -> EmbeddedBroker {
-        let broker = try EmbeddedBroker(logger: quiet)
+    static func brokerWithTopics(samplePartitions: Int? = nil, brokers: Int = 1) throws -> EmbeddedBroker {
+        let broker = try EmbeddedBroker(brokers: brokers, logger: quiet)
         var specs = try TopicCatalog.load(path: packageRoot.appendingPathComponent("streams/topics.yaml").path).specs
         if let samplePartitions {
             for i in specs.indices where ["samples", "labels"].contains(specs[i].name) {

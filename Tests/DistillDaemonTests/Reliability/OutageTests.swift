@@ -18,16 +18,18 @@ final class Supervisor: Sendable {
 @Suite("Broker outages", .serialized)
 struct OutageTests {
     struct Figures: CustomStringConvertible {
-        var outage: Double
+        var fault: String
         var lost = 0, duplicated = 0, unexpected = 0
+        var windowsMissing = 0, windowsMismatched = 0, windowsCompared = 0
         var recoverSeconds = 0.0
         var restarts = 0
-        var rssBeforeMiB = 0.0, rssPeakDownMiB = 0.0
+        var rssBeforeMiB = 0.0, rssPeakDuringFaultMiB = 0.0
         var committed: Int64 = 0
         var description: String {
-            String(format: "figure: outage=%.0fs lost=%d duplicated=%d unexpected=%d recover=%.1fs restarts=%d "
-                   + "rss_before=%.0fMiB rss_peak_while_down=%.0fMiB",
-                   outage, lost, duplicated, unexpected, recoverSeconds, restarts, rssBeforeMiB, rssPeakDownMiB)
+            String(format: "figure: fault=%@ lost=%d duplicated=%d unexpected=%d windows_missing=%d "
+                   + "windows_mismatched=%d recover=%.1fs restarts=%d rss_before=%.0fMiB rss_peak_during_fault=%.0fMiB",
+                   fault, lost, duplicated, unexpected, windowsMissing, windowsMismatched, recoverSeconds, restarts,
+                   rssBeforeMiB, rssPeakDuringFaultMiB)
         }
     }
 
@@ -39,10 +41,21 @@ struct OutageTests {
         return kb / 1024
     }
 
-    /// Runs the rotation scenario through the daemon, with every broker down for `outage` seconds while the
-    /// second half of the input is arriving. `kafka` adds librdkafka properties (e.g. a short message timeout).
-    static func run(outage: Double, kafka: String = "") async throws -> Figures {
-        let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: 1)
+    /// Every broker down for `seconds`.
+    static func outage(_ seconds: Double) -> @Sendable (EmbeddedBroker) async throws -> Void {
+        { broker in
+            for id in broker.brokerIDs { try broker.setBrokerDown(id) }
+            try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+            for id in broker.brokerIDs { try broker.setBrokerUp(id) }
+        }
+    }
+
+    /// Runs the rotation scenario through the daemon with `fault` injected while the second half of the input is
+    /// arriving, then compares alerts and window snapshots with an uninterrupted engine run.
+    /// `kafka` adds librdkafka properties (e.g. a short message timeout).
+    static func run(_ name: String, brokers: Int = 1, kafka: String = "",
+                    fault: @escaping @Sendable (EmbeddedBroker) async throws -> Void) async throws -> Figures {
+        let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: 1, brokers: brokers)
         let stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-outage-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
         let yaml = scenarioConfig + """
@@ -55,7 +68,17 @@ struct OutageTests {
             """
         let config = try DistillConfig.parse(yaml)
         let records = RotationScenario().records()
-        let expected = HostileInputTests.alertIDs(DistillEngineTests.run(records, engine: try DistillEngine(config: config)))
+        let referenceOutputs = DistillEngineTests.run(records, engine: try DistillEngine(config: config))
+        let expected = HostileInputTests.alertIDs(referenceOutputs)
+        let context = DistillOutputContext(source: "reference", configRevision: config.revision,
+                                           confidenceLevel: config.statistics.confidenceLevel)
+        var expectedFigures: [String: [String: Double]] = [:]
+        for case .windowClosed(let window, let reports) in referenceOutputs {
+            for report in reports {
+                let snapshot = WindowSnapshot(report: report, context: context, firstSequence: window.firstSequence)
+                if let (id, values) = CrashRecoveryTests.figures(try snapshot.jsonBytes()) { expectedFigures[id] = values }
+            }
+        }
         let half = records.count / 2
         let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
         for bytes in records[..<half] {
@@ -63,7 +86,7 @@ struct OutageTests {
         }
         try await producer.flush(timeout: .seconds(30))
 
-        var figures = Figures(outage: outage)
+        var figures = Figures(fault: name)
         let log = HookLog()
         let supervisor = Supervisor()
         let end = Int64(records.count)
@@ -95,15 +118,18 @@ struct OutageTests {
             for bytes in records[half...] {
                 try producer.send(ProducerRecord(topic: "samples", partition: 0, value: bytes)) { _ in }
             }
-            for id in broker.brokerIDs { try broker.setBrokerDown(id) }
-            let downUntil = ContinuousClock.now + .milliseconds(Int(outage * 1000))
+            let faultDone = Mutex(false)
+            let injection = Task {
+                defer { faultDone.withLock { $0 = true } }
+                try await fault(broker)
+            }
             var peak = rssMiB()
-            while ContinuousClock.now < downUntil {
+            while !faultDone.withLock({ $0 }) {
                 try await Task.sleep(for: .milliseconds(200))
                 peak = max(peak, rssMiB())
             }
-            figures.rssPeakDownMiB = peak
-            for id in broker.brokerIDs { try broker.setBrokerUp(id) }
+            try await injection.value
+            figures.rssPeakDuringFaultMiB = peak
             let up = ContinuousClock.now
             try await producer.flush(timeout: .seconds(120))
             while (log.covered.withLock { $0[samples0] } ?? 0) < end && ContinuousClock.now < deadline + .seconds(120) {
@@ -133,6 +159,17 @@ struct OutageTests {
         figures.lost = expected.subtracting(ids).count
         figures.unexpected = Set(ids).subtracting(expected).count
         figures.restarts = supervisor.restarts.withLock { $0 }
+        var seen = Set<String>()
+        for message in try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers) {
+            guard let (id, values) = CrashRecoveryTests.figures(message.value) else { continue }
+            seen.insert(id)
+            guard let want = expectedFigures[id] else { figures.windowsMismatched += 1; continue }
+            figures.windowsCompared += 1
+            if !(want.keys == values.keys && want.allSatisfy({ abs($1 - values[$0]!) <= 1e-9 * max(1, abs($1)) })) {
+                figures.windowsMismatched += 1
+            }
+        }
+        figures.windowsMissing = Set(expectedFigures.keys).subtracting(seen).count
         #expect(!expected.isEmpty)
         return figures
     }
@@ -143,14 +180,16 @@ struct OutageTests {
         #expect(f.duplicated == 0)
         #expect(f.unexpected == 0)
         #expect(f.committed == Int64(samples), "every sample committed")
-        #expect(f.rssPeakDownMiB - f.rssBeforeMiB < 64, "memory bounded while the broker is down")
+        #expect(f.windowsMissing == 0 && f.windowsMismatched == 0 && f.windowsCompared > 50,
+                "window figures equal the reference")
+        #expect(f.rssPeakDuringFaultMiB - f.rssBeforeMiB < 64, "memory bounded during the fault")
     }
 
     @Test("All brokers down for 1 s and 5 s (30 s in the long run): nothing lost or doubled, recovered",
           arguments: [1.0, 5.0, 30.0])
     func outage(seconds: Double) async throws {
         guard seconds < 30 || ReliabilityScale.isLong else { return }
-        let f = try await Self.run(outage: seconds)
+        let f = try await Self.run("outage-\(Int(seconds))s", fault: Self.outage(seconds))
         Self.check(f, samples: RotationScenario().records().count)
         #expect(f.restarts == 0, "an outage shorter than the message timeout does not stop the daemon")
     }
@@ -159,7 +198,44 @@ struct OutageTests {
     /// restarts it (`restarts` in the figure); either way nothing may be lost or doubled.
     @Test("An outage longer than the clients' message timeout (2 s down for 6 s): nothing lost or doubled")
     func outageBeyondMessageTimeout() async throws {
-        let f = try await Self.run(outage: 6, kafka: ", message.timeout.ms: \"2000\"")
+        let f = try await Self.run("outage-6s-timeout-2s", kafka: ", message.timeout.ms: \"2000\"",
+                                   fault: Self.outage(6))
         Self.check(f, samples: RotationScenario().records().count)
+    }
+
+    @Test("Leaders move every 2 s (for a minute in the long run), with fetch and commit error bursts and a coordinator move")
+    func leaderChurn() async throws {
+        let seconds = ReliabilityScale.isLong ? 60 : 10
+        let f = try await Self.run("leader-churn-\(seconds)s", brokers: 3) { broker in
+            let topics: [(String, Int32)] = [("samples", 1), ("teachers", 1), ("distill.alerts", 3),
+                                             ("distill.windows", 3), ("distill.calibration", 3)]
+            for step in 0..<(seconds / 2) {
+                let leader = Int32(step % 3) + 1
+                for (topic, partitions) in topics {
+                    for p in 0..<partitions { try broker.moveLeader(topic: topic, partition: p, to: leader) }
+                }
+                if step % 2 == 0 {
+                    broker.failNextRequests(.fetch, with: [.notLeaderForPartition, .leaderNotAvailable,
+                                                           .requestTimedOut])
+                } else {
+                    broker.failNextRequests(.offsetCommit, with: [.coordinatorNotAvailable, .notCoordinator,
+                                                                  .rebalanceInProgress])
+                }
+                try await Task.sleep(for: .seconds(2))
+            }
+        }
+        Self.check(f, samples: RotationScenario().records().count)
+        #expect(f.restarts == 0)
+    }
+
+    @Test("Broker latency of 300 ms and 2 s: no delivery errors, nothing lost or doubled", arguments: [300, 2_000])
+    func latency(milliseconds: Int) async throws {
+        let f = try await Self.run("latency-\(milliseconds)ms") { broker in
+            for id in broker.brokerIDs { try broker.setLatency(broker: id, milliseconds: milliseconds) }
+            try await Task.sleep(for: .seconds(8))
+            for id in broker.brokerIDs { try broker.setLatency(broker: id, milliseconds: 0) }
+        }
+        Self.check(f, samples: RotationScenario().records().count)
+        #expect(f.restarts == 0, "no delivery error stopped the daemon")
     }
 }
