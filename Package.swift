@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(
@@ -49,6 +50,8 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 // The endpoint reads its bound port from the channel; Hummingbird does not re-export NIOCore.
                 .product(name: "NIOCore", package: "swift-nio"),
+                // `distilld bench` reports latency percentiles from an HdrHistogram.
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         .executableTarget(

@@ -35,9 +35,18 @@ public struct BootstrapWeights: Sendable {
         values.withUnsafeMutableBufferPointer { w in
             w[0] = 1
             if b == 0 { return }
-            for r in 1...b {
-                let u = StableHash.splitMix(seed: idHash, index: UInt64(r))
-                w[r] = Double(PoissonOne.draw(uniformBits: u))
+            PoissonOne.thresholds.withUnsafeBufferPointer { t in
+                let wp = w.baseAddress!, tp = t.baseAddress!, tn = t.count
+                // The SplitMix64 stream's r-th state is seed + (r + 1)·γ: step it by γ instead of multiplying.
+                var state = idHash &+ 0x9e37_79b9_7f4a_7c15
+                for r in 1...b {
+                    state &+= 0x9e37_79b9_7f4a_7c15
+                    // Same draw as `PoissonOne.draw(uniformBits: StableHash.splitMix(seed: idHash, index: r))`.
+                    let u = StableHash.mix(state) >> 11
+                    var k = 0
+                    while k < tn && u >= tp[k] { k &+= 1 }
+                    wp[r] = Double(k)
+                }
             }
         }
     }

@@ -42,18 +42,86 @@ public struct ReplicatedSums: Sendable, Codable, Equatable {
     /// Adds `x × weight[r]` to column `column` for every row r.
     public mutating func add(_ column: Int, _ x: Double, weights: BootstrapWeights) {
         precondition(weights.replicates == replicates, "ReplicatedSums: replicate count mismatch")
+        precondition(column >= 0 && column < width, "ReplicatedSums: column out of range")
         let n = rows
-        let base = column * n
         weights.values.withUnsafeBufferPointer { w in
             values.withUnsafeMutableBufferPointer { v in
-                for r in 0..<n { v[base + r] += w[r] * x }
+                Self.addColumn(v.baseAddress! + column * n, w.baseAddress!, x, count: n)
             }
         }
     }
 
     /// Adds `weight[r]` to column `column` (a weighted count).
     public mutating func count(_ column: Int, weights: BootstrapWeights) {
-        add(column, 1, weights: weights)
+        precondition(weights.replicates == replicates, "ReplicatedSums: replicate count mismatch")
+        precondition(column >= 0 && column < width, "ReplicatedSums: column out of range")
+        let n = rows
+        weights.values.withUnsafeBufferPointer { w in
+            values.withUnsafeMutableBufferPointer { v in
+                Self.addColumn(v.baseAddress! + column * n, w.baseAddress!, count: n)
+            }
+        }
+    }
+
+    /// Applies every entry of `update` (`add(column, x)` for each), in one access to the storage.
+    ///
+    /// Same result, bit for bit, as the sequence of `add`/`count` calls it describes: each element gets
+    /// `w[r] × x` (or `w[r]` for a count) added once, and the entries' columns are distinct.
+    public mutating func apply(_ update: ReplicatedUpdate, weights: BootstrapWeights) {
+        precondition(weights.replicates == replicates, "ReplicatedSums: replicate count mismatch")
+        let n = rows
+        let columns = width
+        weights.values.withUnsafeBufferPointer { w in
+            values.withUnsafeMutableBufferPointer { v in
+                let wp = w.baseAddress!, vp = v.baseAddress!
+                update.forEach { column, x, isCount in
+                    precondition(column >= 0 && column < columns, "ReplicatedSums: column out of range")
+                    if isCount {
+                        Self.addColumn(vp + column * n, wp, count: n)
+                    } else {
+                        Self.addColumn(vp + column * n, wp, x, count: n)
+                    }
+                }
+            }
+        }
+    }
+
+    /// v[r] += w[r] × x for r in 0..<count, eight rows at a time. Each lane is one IEEE multiply then one add
+    /// (never fused), so the result is bit for bit that of the scalar loop.
+    @inline(__always)
+    static func addColumn(_ v: UnsafeMutablePointer<Double>, _ w: UnsafePointer<Double>, _ x: Double, count: Int) {
+        let vr = UnsafeMutableRawPointer(v), wr = UnsafeRawPointer(w)
+        let xs = SIMD8<Double>(repeating: x)
+        var r = 0
+        while r &+ 8 <= count {
+            let offset = r &* 8
+            let sum = vr.loadUnaligned(fromByteOffset: offset, as: SIMD8<Double>.self)
+                + wr.loadUnaligned(fromByteOffset: offset, as: SIMD8<Double>.self) * xs
+            vr.storeBytes(of: sum, toByteOffset: offset, as: SIMD8<Double>.self)
+            r &+= 8
+        }
+        while r < count {
+            v[r] += w[r] * x
+            r &+= 1
+        }
+    }
+
+    /// v[r] += w[r] for r in 0..<count (identical to adding `w[r] × 1`), eight rows at a time.
+    @inline(__always)
+    static func addColumn(_ v: UnsafeMutablePointer<Double>, _ w: UnsafePointer<Double>, count: Int) {
+        let vr = UnsafeMutableRawPointer(v), wr = UnsafeRawPointer(w)
+        var r = 0
+        while r &+ 8 <= count {
+            let offset = r &* 8
+            let sum = vr.loadUnaligned(fromByteOffset: offset, as: SIMD8<Double>.self)
+                + wr.loadUnaligned(fromByteOffset: offset, as: SIMD8<Double>.self)
+            vr.storeBytes(of: sum, toByteOffset: offset, as: SIMD8<Double>.self)
+            r &+= 8
+        }
+        while r < count {
+            v[r] += w[r]
+            r &+= 1
+        }
     }
 
     /// The sum in `column` for row `row` (0 = point estimate).
@@ -67,7 +135,7 @@ public struct ReplicatedSums: Sendable, Codable, Equatable {
         precondition(width == other.width && replicates == other.replicates, "ReplicatedSums: shape mismatch")
         values.withUnsafeMutableBufferPointer { v in
             other.values.withUnsafeBufferPointer { o in
-                for i in 0..<v.count { v[i] += o[i] }
+                Self.addColumn(v.baseAddress!, o.baseAddress!, count: v.count)
             }
         }
     }
@@ -93,6 +161,66 @@ public struct ReplicatedSums: Sendable, Codable, Equatable {
         estimate(level: level) { r in
             let d = value(denominator, row: r)
             return d > 0 ? value(numerator, row: r) / d : .nan
+        }
+    }
+}
+
+/// A short list of distinct-column additions to a `ReplicatedSums` (at most `capacity` entries), built once per
+/// sample and applied to every pane it lands in (`ReplicatedSums.apply(_:weights:)`). Fixed-size storage: building
+/// and applying one never allocates.
+public struct ReplicatedUpdate: Sendable {
+    /// Maximum number of entries.
+    public static let capacity = 16
+
+    /// Number of entries.
+    public private(set) var count = 0
+    var columns: (Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32,
+                  Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    var values: (Double, Double, Double, Double, Double, Double, Double, Double,
+                 Double, Double, Double, Double, Double, Double, Double, Double) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    /// Bit i set: entry i is a weighted count (adds `w[r]`, exactly `w[r] × 1`).
+    var countMask: UInt32 = 0
+
+    /// An empty update.
+    public init() {}
+
+    /// True if there is nothing to add.
+    public var isEmpty: Bool { count == 0 }
+
+    /// Removes every entry.
+    public mutating func removeAll() {
+        count = 0
+        countMask = 0
+    }
+
+    /// Appends `x × weight[r]` to `column` (the column must not already be in the list).
+    public mutating func add(_ column: Int, _ x: Double) {
+        precondition(count < Self.capacity, "ReplicatedUpdate: more than \(Self.capacity) entries")
+        let i = count
+        withUnsafeMutableBytes(of: &columns) { $0.storeBytes(of: Int32(column), toByteOffset: i * 4, as: Int32.self) }
+        withUnsafeMutableBytes(of: &values) { $0.storeBytes(of: x, toByteOffset: i * 8, as: Double.self) }
+        count = i + 1
+    }
+
+    /// Appends a weighted count (`weight[r]`) to `column`.
+    public mutating func count(_ column: Int) {
+        countMask |= 1 << UInt32(count)
+        add(column, 1)
+    }
+
+    /// Calls `body(column, x, isCount)` for each entry in order.
+    @inline(__always)
+    func forEach(_ body: (Int, Double, Bool) -> Void) {
+        let mask = countMask
+        withUnsafeBytes(of: columns) { c in
+            withUnsafeBytes(of: values) { v in
+                for i in 0..<count {
+                    body(Int(c.load(fromByteOffset: i * 4, as: Int32.self)),
+                         v.load(fromByteOffset: i * 8, as: Double.self), mask & (1 << UInt32(i)) != 0)
+                }
+            }
         }
     }
 }

@@ -305,6 +305,7 @@ struct JSONScanner {
     }
 
     /// True if the string token equals `word` byte for byte (keys: escaped keys are decoded first).
+    @inline(__always)
     func equals(_ s: ScannedString, _ word: StaticString) -> Bool {
         let n = word.utf8CodeUnitCount
         if s.hasEscapes {
@@ -320,7 +321,95 @@ struct JSONScanner {
 
     /// Scans a JSON number (RFC 8259 grammar) into its decimal form. Recognises the non-JSON tokens
     /// NaN / Infinity / -Infinity (as written by Python's json module) and reports them as `not_finite`.
+    ///
+    /// Fast path: one pass with a raw pointer over a well-formed number of at most 19 significant digits.
+    /// Anything else (errors, longer significands) is re-scanned from its start by `scanNumberSlow`, which
+    /// defines the result; both give identical `ScannedDecimal`s where the fast path applies.
+    @inline(__always)
     mutating func scanNumber(_ field: @autoclosure () -> String) throws(RecordError) -> ScannedDecimal {
+        skipWhitespace()
+        let start = pos
+        let end = base + count
+        var p = base + start
+        var negative = false
+        if p < end && p.pointee == UInt8(ascii: "-") { negative = true; p += 1 }
+        guard p < end, p.pointee &- 48 < 10 else { return try scanNumberSlow(field()) }
+        var m: UInt64 = 0
+        var significant = 0
+        if p.pointee == UInt8(ascii: "0") {
+            p += 1
+        } else {
+            significant = Self.accumulateDigits(&p, end, into: &m)
+        }
+        var exponent = 0
+        var isInteger = true
+        if p < end && p.pointee == UInt8(ascii: ".") {
+            isInteger = false
+            p += 1
+            let fractionStart = p
+            if m == 0 { while p < end && p.pointee == UInt8(ascii: "0") { p += 1 } }  // leading zeros: not significant
+            significant &+= Self.accumulateDigits(&p, end, into: &m)
+            if p == fractionStart { return try scanNumberSlow(field()) }
+            exponent = fractionStart - p
+        }
+        if significant > 19 { return try scanNumberSlow(field()) }
+        if p < end && p.pointee | 0x20 == UInt8(ascii: "e") {
+            isInteger = false
+            p += 1
+            var negativeExponent = false
+            if p < end && (p.pointee == UInt8(ascii: "+") || p.pointee == UInt8(ascii: "-")) {
+                negativeExponent = p.pointee == UInt8(ascii: "-")
+                p += 1
+            }
+            guard p < end, p.pointee &- 48 < 10 else { return try scanNumberSlow(field()) }
+            var explicit = 0
+            repeat {
+                if explicit < 1_000_000_000 { explicit = explicit &* 10 &+ Int(p.pointee &- 48) }
+                p += 1
+            } while p < end && p.pointee &- 48 < 10
+            exponent += negativeExponent ? -explicit : explicit
+        }
+        pos = p - base
+        return ScannedDecimal(start: start, end: pos, negative: negative, significand: m, digits: significant,
+                              truncated: false, exponent: exponent, isIntegerLiteral: isInteger)
+    }
+
+    /// Consumes the run of ASCII digits at `p` (none is fine), folding them into `m` (m = 10·m + digit, wrapping:
+    /// only meaningful for at most 19 significant digits in all); returns how many it consumed.
+    ///
+    /// Eight bytes at a time while they are in bounds (SWAR, as in simdjson's `parse_eight_digits_unrolled`):
+    /// the digit run's length is the first byte whose value minus '0' is not below 10, and its value comes
+    /// from three multiply-shift steps; the last bytes of the record go one at a time.
+    @inline(__always)
+    static func accumulateDigits(_ p: inout UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>,
+                                 into m: inout UInt64) -> Int {
+        let start = p
+        while end - p >= 8 {
+            let word = UInt64(littleEndian: UnsafeRawPointer(p).loadUnaligned(as: UInt64.self))
+            let t = word ^ 0x3030_3030_3030_3030
+            // Bit 7 of byte i is set iff byte i is not a digit (carries only move toward later bytes).
+            let nonDigit = ((t &+ 0x7676_7676_7676_7676) | t) & 0x8080_8080_8080_8080
+            let n = nonDigit == 0 ? 8 : nonDigit.trailingZeroBitCount >> 3
+            if n == 0 { break }
+            // Keep the n digits, moved to the high bytes: the vacated low bytes read as leading zeros.
+            var v = t &<< UInt64(64 &- 8 &* n)
+            v = (v &* 10 &+ (v >> 8)) & 0x00FF_00FF_00FF_00FF
+            v = (v &* 100 &+ (v >> 16)) & 0x0000_FFFF_0000_FFFF
+            v = (v &* 10000 &+ (v >> 32)) & 0x0000_0000_FFFF_FFFF
+            m = m &* powerOfTenUInt64(n) &+ v
+            p += n
+            if n < 8 { return p - start }
+        }
+        while p < end && p.pointee &- 48 < 10 {
+            m = m &* 10 &+ UInt64(p.pointee &- 48)
+            p += 1
+        }
+        return p - start
+    }
+
+    /// The reference scanner: any number, every error. Restarts at the current token.
+    @inline(never)
+    mutating func scanNumberSlow(_ field: @autoclosure () -> String) throws(RecordError) -> ScannedDecimal {
         let c0 = peek()
         let start = pos
         if c0 == UInt8(ascii: "N") || c0 == UInt8(ascii: "I")
@@ -382,5 +471,147 @@ struct JSONScanner {
         d.exponent = explicit - fraction + dropped
         d.end = pos
         return d
+    }
+
+    // MARK: Number arrays
+
+    /// Scans one number and returns it correctly rounded to Float (identical to `scanNumber` + `floatValue`).
+    ///
+    /// Fast path, entirely in registers: a well-formed number of at most 15 significant digits whose value
+    /// `floatValue`'s exact tiers 1–2 can round. Everything else goes through `scanFloatSlow`, from the
+    /// number's start, or through `ScannedDecimal.floatValueSlow`.
+    @inline(__always)
+    mutating func scanFloat(_ field: @autoclosure () -> String) throws(RecordError) -> Float {
+        let start = pos
+        let end = base + count
+        var p = base + start
+        var negative = false
+        if p < end && p.pointee == UInt8(ascii: "-") { negative = true; p += 1 }
+        guard p < end, p.pointee &- 48 < 10 else { return try scanFloatSlow(field()) }
+        var m: UInt64 = 0
+        var significant = 0
+        if p.pointee == UInt8(ascii: "0") {
+            p += 1
+        } else {
+            significant = Self.accumulateDigits(&p, end, into: &m)
+        }
+        var exponent = 0
+        var isInteger = true
+        if p < end && p.pointee == UInt8(ascii: ".") {
+            isInteger = false
+            p += 1
+            let fractionStart = p
+            if m == 0 { while p < end && p.pointee == UInt8(ascii: "0") { p += 1 } }
+            significant &+= Self.accumulateDigits(&p, end, into: &m)
+            if p == fractionStart { return try scanFloatSlow(field()) }
+            exponent = fractionStart - p
+        }
+        if significant > 15 { return try scanFloatSlow(field()) }
+        if p < end && p.pointee | 0x20 == UInt8(ascii: "e") {
+            isInteger = false
+            p += 1
+            var negativeExponent = false
+            if p < end && (p.pointee == UInt8(ascii: "+") || p.pointee == UInt8(ascii: "-")) {
+                negativeExponent = p.pointee == UInt8(ascii: "-")
+                p += 1
+            }
+            guard p < end, p.pointee &- 48 < 10 else { return try scanFloatSlow(field()) }
+            var explicit = 0
+            repeat {
+                if explicit < 1_000_000_000 { explicit = explicit &* 10 &+ Int(p.pointee &- 48) }
+                p += 1
+            } while p < end && p.pointee &- 48 < 10
+            exponent += negativeExponent ? -explicit : explicit
+        }
+        pos = p - base
+        // `ScannedDecimal.floatValue` tiers 1 and 2, inline.
+        if m == 0 { return negative ? -0.0 : 0.0 }
+        if significant <= 7 && exponent >= -10 && exponent <= 10 {
+            var v = Float(m)
+            if exponent < 0 { v /= powerOfTenFloat(-exponent) } else { v *= powerOfTenFloat(exponent) }
+            return negative ? -v : v
+        }
+        if exponent >= -22 && exponent <= 22 {
+            var d = Double(m)
+            if exponent < 0 { d /= powerOfTenDouble(-exponent) } else { d *= powerOfTenDouble(exponent) }
+            if d.bitPattern & 0x1FFF_FFFF != 0x1000_0000 {
+                let f = Float(d)
+                return negative ? -f : f
+            }
+        }
+        return ScannedDecimal(start: start, end: pos, negative: negative, significand: m, digits: significant,
+                              truncated: false, exponent: exponent, isIntegerLiteral: isInteger)
+            .floatValueSlow(in: base)
+    }
+
+    /// `scanFloat` for the numbers its fast path leaves out (and every error): the reference scanner and conversion.
+    @inline(never)
+    mutating func scanFloatSlow(_ field: @autoclosure () -> String) throws(RecordError) -> Float {
+        let d = try scanNumberSlow(field())
+        return d.floatValue(in: base)
+    }
+
+    /// Reads an array of numbers whose '[' is next as correctly rounded Floats, appending them to `out`.
+    /// `element(i)` names element i in errors (built only when one is thrown). Non-finite or Float-overflowing
+    /// values are `not_finite`; the rest of the rules are those of `forEachElement` and `scanNumber`.
+    ///
+    /// Values are staged in a fixed 32-Float buffer on the stack and appended to `out` a block at a time.
+    mutating func readFloatArray(
+        _ field: @autoclosure () -> String, element: (Int) -> String, into out: inout [Float]
+    ) throws(RecordError) {
+        if peek() != UInt8(ascii: "[") {
+            throw RecordError(field: field(), rule: .wrongType, message: "must be an array")
+        }
+        pos += 1
+        try enter(field())
+        if peek() == UInt8(ascii: "]") { pos += 1; leave(); return }
+        var block = FloatBlock()
+        var index = 0
+        while true {
+            skipWhitespace()
+            let v = try scanFloat(element(index))
+            if !v.isFinite {
+                throw RecordError(field: element(index), rule: .notFinite, message: "overflows a 32-bit float")
+            }
+            if block.append(v) { block.flush(into: &out) }
+            index += 1
+            if pos < count {  // the common separators, without whitespace
+                let c = base[pos]
+                if c == UInt8(ascii: ",") { pos += 1; continue }
+                if c == UInt8(ascii: "]") { pos += 1; break }
+            }
+            if !(try nextElement(close: UInt8(ascii: "]"), field())) { break }
+        }
+        block.flush(into: &out)
+        leave()
+    }
+}
+
+/// A fixed block of 32 Floats on the stack: decoded values are staged here and appended to their array a block at a
+/// time (one capacity and uniqueness check per block instead of per value).
+struct FloatBlock {
+    static let capacity = 32
+    var count = 0
+    var values: (SIMD16<Float>, SIMD16<Float>) = (.zero, .zero)
+
+    /// Stores `v`; returns true when the block is full and must be flushed.
+    @inline(__always)
+    mutating func append(_ v: Float) -> Bool {
+        let i = count
+        withUnsafeMutableBytes(of: &values) { $0.storeBytes(of: v, toByteOffset: i &* 4, as: Float.self) }
+        count = i &+ 1
+        return count == Self.capacity
+    }
+
+    /// Appends the staged values to `out` and empties the block.
+    @inline(__always)
+    mutating func flush(into out: inout [Float]) {
+        let n = count
+        if n == 0 { return }
+        withUnsafeBytes(of: values) { raw in
+            out.append(contentsOf: UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: Float.self),
+                                                       count: n))
+        }
+        count = 0
     }
 }

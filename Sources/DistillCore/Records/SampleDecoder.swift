@@ -232,64 +232,56 @@ public struct SampleDecoder: Sendable {
         return Int(d.significand)
     }
 
+    /// Appends the Floats of the number array `field` to `out` (the field name is built only for errors).
     @inline(__always)
-    static func readFloat(_ s: inout JSONScanner, _ field: @autoclosure () -> String) throws(RecordError) -> Float {
-        let d = try s.scanNumber(field())
-        let v = d.floatValue(in: s.base)
-        if !v.isFinite {
-            throw RecordError(field: field(), rule: .notFinite, message: "overflows a 32-bit float")
-        }
-        return v
-    }
-
-    static func readFloats(_ s: inout JSONScanner, _ field: String, into out: inout [Float]) throws(RecordError) {
-        try s.forEachElement(field) { (s: inout JSONScanner, i: Int) throws(RecordError) in
-            out.append(try readFloat(&s, "\(field)[\(i)]"))
-        }
+    static func readFloats(_ s: inout JSONScanner, _ field: @autoclosure () -> String, into out: inout [Float])
+        throws(RecordError) {
+        try s.readFloatArray(field(), element: { i in "\(field())[\(i)]" }, into: &out)
     }
 
     static func readTeachers(_ s: inout JSONScanner, classes: Int, into sample: inout DistillSample)
         throws(RecordError) {
         try s.forEachElement("teachers") { (s: inout JSONScanner, t: Int) throws(RecordError) in
-            let base = "teachers[\(t)]"
+            // Field names are built only when an error is thrown (no per-record string work).
+            func name(_ suffix: String) -> String { "teachers[\(t)]" + suffix }
             var version: String?
             var haveLogits = false
             let logitsStart = sample.teacherLogits.count
-            try s.forEachMember(base) { (s: inout JSONScanner, key: ScannedString) throws(RecordError) in
+            try s.forEachMember(name("")) { (s: inout JSONScanner, key: ScannedString) throws(RecordError) in
                 if s.equals(key, "version") {
                     if version != nil {
-                        throw RecordError(field: base + ".version", rule: .duplicateKey, message: "key appears twice")
+                        throw RecordError(field: name(".version"), rule: .duplicateKey, message: "key appears twice")
                     }
-                    let token = try s.scanString(base + ".version")
+                    let token = try s.scanString(name(".version"))
                     let v = s.decodeString(token)
                     if v.isEmpty {
-                        throw RecordError(field: base + ".version", rule: .outOfRange, message: "must be non-empty")
+                        throw RecordError(field: name(".version"), rule: .outOfRange, message: "must be non-empty")
                     }
                     version = v
                 } else if s.equals(key, "logits") {
                     if haveLogits {
-                        throw RecordError(field: base + ".logits", rule: .duplicateKey, message: "key appears twice")
+                        throw RecordError(field: name(".logits"), rule: .duplicateKey, message: "key appears twice")
                     }
-                    try readFloats(&s, base + ".logits", into: &sample.teacherLogits)
+                    try readFloats(&s, name(".logits"), into: &sample.teacherLogits)
                     haveLogits = true
                 } else {
                     let snapshot = s
-                    try s.skipValue(path(base, key, snapshot))
+                    try s.skipValue(path(name(""), key, snapshot))
                 }
             }
             guard let version else {
-                throw RecordError(field: base + ".version", rule: .missing, message: "required field is absent")
+                throw RecordError(field: name(".version"), rule: .missing, message: "required field is absent")
             }
             guard haveLogits else {
-                throw RecordError(field: base + ".logits", rule: .missing, message: "required field is absent")
+                throw RecordError(field: name(".logits"), rule: .missing, message: "required field is absent")
             }
             let n = sample.teacherLogits.count - logitsStart
             if n != classes {
-                throw RecordError(field: base + ".logits", rule: .wrongLength,
+                throw RecordError(field: name(".logits"), rule: .wrongLength,
                                   message: "has \(n) values; expected \(classes)")
             }
             if sample.teacherVersions.contains(version) {
-                throw RecordError(field: base + ".version", rule: .duplicateKey,
+                throw RecordError(field: name(".version"), rule: .duplicateKey,
                                   message: "teacher version '\(version)' appears twice")
             }
             sample.teacherVersions.append(version)

@@ -52,6 +52,21 @@ func powerOfTenFloat(_ e: Int) -> Float {
     }
 }
 
+/// 10^e for 1 ≤ e ≤ 8 as an integer.
+@inline(__always)
+func powerOfTenUInt64(_ e: Int) -> UInt64 {
+    switch e {
+    case 1: return 10
+    case 2: return 100
+    case 3: return 1000
+    case 4: return 10000
+    case 5: return 100_000
+    case 6: return 1_000_000
+    case 7: return 10_000_000
+    default: return 100_000_000
+    }
+}
+
 /// 10^e for 0 ≤ e ≤ 22, exact in Double.
 @inline(__always)
 func powerOfTenDouble(_ e: Int) -> Double {
@@ -85,18 +100,42 @@ func powerOfTenDouble(_ e: Int) -> Double {
 extension ScannedDecimal {
     /// The correctly rounded Float (identical to `strtof`). May be ±infinity on overflow.
     ///
-    /// Three tiers: (1) exact Clinger path; (2) up to 19 digits and |e| ≤ 22: d = m ×/÷ 10^|e| in Double
-    /// (at most two roundings, |d − x| ≤ 1.01 ulp(d)), then Float(d) — accepted only if d is farther than
-    /// 2 ulp(d) from both Float rounding midpoints around Float(d), so no midpoint can separate d from the
-    /// true value x and one rounding of x gives the same Float; (3) otherwise `strtof`.
+    /// Tiers, each exact: (1) Clinger in Float: m ≤ 7 digits (< 2^24) and |e| ≤ 10, one Float operation;
+    /// (2) m ≤ 15 digits (< 2^53) and |e| ≤ 22: d = m ×/÷ 10^|e| is one Double operation on exact operands,
+    /// so d is x correctly rounded to Double. Rounding d to Float then gives x rounded to Float unless d is
+    /// exactly a Float rounding midpoint (Double rounding is monotone and every midpoint of the Float grid is a
+    /// Double: x and d lie strictly between the same two midpoints). d ∈ [1e-22, 1e37] is inside Float's normal
+    /// range, where a midpoint is a Double whose 29 low significand bits are 1 followed by 28 zeros. Midpoints
+    /// and everything else go to `floatValueSlow`.
+    @inline(__always)
     func floatValue(in base: UnsafePointer<UInt8>) -> Float {
-        if significand == 0 && !truncated { return negative ? -0.0 : 0.0 }
         if !truncated {
+            if significand == 0 { return negative ? -0.0 : 0.0 }
             if digits <= 7 && exponent >= -10 && exponent <= 10 {
                 var v = Float(significand)
                 if exponent < 0 { v /= powerOfTenFloat(-exponent) } else { v *= powerOfTenFloat(exponent) }
                 return negative ? -v : v
             }
+            if digits <= 15 && exponent >= -22 && exponent <= 22 {
+                var d = Double(significand)
+                if exponent < 0 { d /= powerOfTenDouble(-exponent) } else { d *= powerOfTenDouble(exponent) }
+                if d.bitPattern & 0x1FFF_FFFF != 0x1000_0000 {
+                    let f = Float(d)
+                    return negative ? -f : f
+                }
+            }
+        }
+        return floatValueSlow(in: base)
+    }
+
+    /// `floatValue` beyond the fast tiers: (3) up to 19 digits and |e| ≤ 22: d = m ×/÷ 10^|e| in Double
+    /// (at most two roundings, |d − x| ≤ 1.01 ulp(d)), then Float(d) — accepted only if d is farther than
+    /// 2 ulp(d) from both Float rounding midpoints around Float(d), so no midpoint can separate d from the
+    /// true value x and one rounding of x gives the same Float; (4) otherwise `strtof`.
+    @inline(never)
+    func floatValueSlow(in base: UnsafePointer<UInt8>) -> Float {
+        if significand == 0 && !truncated { return negative ? -0.0 : 0.0 }
+        if !truncated {
             if exponent >= -22 && exponent <= 22 {
                 var d = Double(significand)
                 if exponent < 0 { d /= powerOfTenDouble(-exponent) } else { d *= powerOfTenDouble(exponent) }

@@ -100,66 +100,122 @@ public struct DistillPaneStats: Sendable, Codable, Equatable {
     /// Adds one sample to this group's statistics (the caller has checked `key.matches(sample)`).
     ///
     /// `weights` are the sample's bootstrap weights (`BootstrapWeights.reset(idHash:)` of its id);
-    /// `contribution` selects the label-free and/or labeled parts (default both).
+    /// `contribution` selects the label-free and/or labeled parts (default both). When the same sample goes
+    /// to several panes or groups, prefer `add(_:key:weights:contribution:derived:)` with one
+    /// `DistillSampleDerived` per sample: the softmaxes and KL are then computed once, not once per pane.
     public mutating func add(_ sample: DistillSample, key: DistillGroupKey, weights: BootstrapWeights,
                              contribution: SampleContribution = .all) {
+        var derived = DistillSampleDerived()
+        add(sample, key: key, weights: weights, contribution: contribution, derived: &derived)
+    }
+
+    /// Adds one sample, reusing the per-sample figures cached in `derived` (the caller has checked
+    /// `key.matches(sample)`).
+    ///
+    /// Create one `DistillSampleDerived()` per sample (it holds no heap storage) and pass it to every pane and
+    /// group that sample is added to; never reuse it for another sample. The result is bit for bit that of
+    /// `add(_:key:weights:contribution:)`.
+    public mutating func add(_ sample: DistillSample, key: DistillGroupKey, weights: BootstrapWeights,
+                             contribution: SampleContribution = .all, derived: inout DistillSampleDerived) {
+        precondition(sample.classes == classes, "DistillPaneStats.add: class count mismatch")
+        let newIndex = sample.teacherIndex(of: key.newTeacher) ?? -1
+        let oldIndex = key.oldTeacher.flatMap { sample.teacherIndex(of: $0) } ?? -1
+        let pairedIndex = sample.teacherIndex(of: key.effectivePairedTeacher) ?? -1
+        let planKey = DistillSampleDerived.PlanKey(
+            newIndex: Int32(truncatingIfNeeded: newIndex), oldIndex: Int32(truncatingIfNeeded: oldIndex),
+            pairedIndex: Int32(truncatingIfNeeded: pairedIndex), contribution: contribution.rawValue,
+            classes: Int32(truncatingIfNeeded: classes), bins: Int32(truncatingIfNeeded: bins))
+        if derived.planKey != planKey {
+            derived.plan = plan(sample, newIndex: newIndex, oldIndex: oldIndex, pairedIndex: pairedIndex,
+                                contribution: contribution)
+            derived.planKey = planKey
+        }
+        if !derived.plan.isEmpty { sums.apply(derived.plan, weights: weights) }
+    }
+
+    /// The column additions one sample makes to a group with these teacher indices (-1: absent).
+    func plan(_ sample: DistillSample, newIndex n: Int, oldIndex o: Int, pairedIndex p: Int,
+              contribution: SampleContribution) -> ReplicatedUpdate {
+        var update = ReplicatedUpdate()
         let unlabeled = contribution.contains(.unlabeled)
         let label = contribution.contains(.labeled) ? sample.label : nil
-        precondition(sample.classes == classes, "DistillPaneStats.add: class count mismatch")
-        let newIndex = sample.teacherIndex(of: key.newTeacher)
-        let oldIndex = key.oldTeacher.flatMap { sample.teacherIndex(of: $0) }
-        let pairedIndex = sample.teacherIndex(of: key.effectivePairedTeacher)
         let hasStudent = sample.studentVersion != nil && !sample.studentLogits.isEmpty
-        if let n = newIndex, let o = oldIndex {
-            let kl = sample.withTeacherLogits(at: n) { pn in
-                sample.withTeacherLogits(at: o) { po in klDivergence(logitsP: pn, logitsQ: po) }
+        let c = classes
+        sample.teacherLogits.withUnsafeBufferPointer { all in
+            func teacher(_ t: Int) -> UnsafeBufferPointer<Float> {
+                UnsafeBufferPointer(rebasing: all[t * c ..< (t + 1) * c])
             }
-            if unlabeled {
-                sums.count(Column.klWeight, weights: weights)
-                sums.add(Column.klSum, kl, weights: weights)
-            }
-            if let y = label {
-                let (newTop, newConf) = Self.topLabel(sample, teacher: n)
-                let (oldTop, oldConf) = Self.topLabel(sample, teacher: o)
-                let newOK = newTop == y ? 1.0 : 0.0
-                let oldOK = oldTop == y ? 1.0 : 0.0
-                sums.count(Column.teacherLabeled, weights: weights)
-                if newOK > 0 { sums.count(Column.newCorrect, weights: weights) }
-                if oldOK > 0 { sums.count(Column.oldCorrect, weights: weights) }
-                sums.add(Column.newBins + CalibrationMetrics.binIndex(newConf, bins: bins), newOK - newConf,
-                         weights: weights)
-                sums.add(oldBinsColumn + CalibrationMetrics.binIndex(oldConf, bins: bins), oldOK - oldConf,
-                         weights: weights)
-            }
-        }
-        if let p = pairedIndex, hasStudent {
-            let studentTop = sample.studentLogits.withUnsafeBufferPointer { argmax($0) }
-            let pairedTop = sample.withTeacherLogits(at: p) { argmax($0) }
-            if unlabeled {
-                sums.count(Column.agreementWeight, weights: weights)
-                if studentTop == pairedTop { sums.count(Column.agreementHits, weights: weights) }
-            }
-            if let y = label {
-                sums.count(Column.studentLabeled, weights: weights)
-                sums.count(classCountColumn(y), weights: weights)
-                if studentTop == y {
-                    sums.count(Column.studentCorrect, weights: weights)
-                    sums.count(classCorrectColumn(y), weights: weights)
+            if n >= 0 && o >= 0 {
+                let pn = teacher(n), po = teacher(o)
+                let newTop = Self.topAndSum(pn), oldTop = Self.topAndSum(po)
+                if unlabeled {
+                    let kl = Self.klDivergence(pn, po, lseP: newTop.logSumExp, lseQ: oldTop.logSumExp)
+                    update.count(Column.klWeight)
+                    update.add(Column.klSum, kl)
                 }
-                if pairedTop == y { sums.count(Column.pairedCorrect, weights: weights) }
+                if let y = label {
+                    let newConf = newTop.confidence, oldConf = oldTop.confidence
+                    let newOK = newTop.index == y ? 1.0 : 0.0
+                    let oldOK = oldTop.index == y ? 1.0 : 0.0
+                    update.count(Column.teacherLabeled)
+                    if newOK > 0 { update.count(Column.newCorrect) }
+                    if oldOK > 0 { update.count(Column.oldCorrect) }
+                    update.add(Column.newBins + CalibrationMetrics.binIndex(newConf, bins: bins), newOK - newConf)
+                    update.add(oldBinsColumn + CalibrationMetrics.binIndex(oldConf, bins: bins), oldOK - oldConf)
+                }
+            }
+            if p >= 0 && hasStudent {
+                let studentTop = sample.studentLogits.withUnsafeBufferPointer { argmax($0) }
+                let pairedTop = argmax(teacher(p))
+                if unlabeled {
+                    update.count(Column.agreementWeight)
+                    if studentTop == pairedTop { update.count(Column.agreementHits) }
+                }
+                if let y = label {
+                    update.count(Column.studentLabeled)
+                    update.count(classCountColumn(y))
+                    if studentTop == y {
+                        update.count(Column.studentCorrect)
+                        update.count(classCorrectColumn(y))
+                    }
+                    if pairedTop == y { update.count(Column.pairedCorrect) }
+                }
             }
         }
+        return update
+    }
+
+    /// Top-1 class of logits z, with s = Σ_j exp(z_j − z_top) (in Double, class order): the top-1 softmax
+    /// probability (T = 1) is 1/s and log Σ exp z = z_top + log s, bit for bit `logSumExp(z)`.
+    @inline(__always)
+    static func topAndSum(_ z: UnsafeBufferPointer<Float>) -> (index: Int, confidence: Double, logSumExp: Double) {
+        let top = argmax(z)
+        let zt = Double(z[top])
+        var s = 0.0
+        for v in z { s += exp(Double(v) - zt) }
+        return (top, 1 / s, zt + log(s))
+    }
+
+    /// KL(softmax(a) ‖ softmax(b)) in nats given both log-sum-exps: `klDivergence(logitsP:logitsQ:)` at T = 1,
+    /// bit for bit, without recomputing the normalisers.
+    @inline(__always)
+    static func klDivergence(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>,
+                             lseP: Double, lseQ: Double) -> Double {
+        var kl = 0.0
+        for i in 0..<a.count {
+            let logP = Double(a[i]) - lseP
+            let logQ = Double(b[i]) - lseQ
+            let p = exp(logP)
+            if p > 0 { kl += p * (logP - logQ) }
+        }
+        return max(kl, 0)
     }
 
     /// Top-1 class and its softmax probability (T = 1) for teacher `index`.
     static func topLabel(_ sample: DistillSample, teacher index: Int) -> (Int, Double) {
         sample.withTeacherLogits(at: index) { z in
-            let top = argmax(z)
-            // p_top = 1 / Σ_j exp(z_j − z_top), in Double.
-            let zt = Double(z[top])
-            var s = 0.0
-            for v in z { s += exp(Double(v) - zt) }
-            return (top, 1 / s)
+            let t = topAndSum(z)
+            return (t.index, t.confidence)
         }
     }
 
@@ -216,6 +272,29 @@ public struct DistillPaneStats: Sendable, Codable, Equatable {
             qualityGap: diffRatio(Column.pairedCorrect, Column.studentCorrect, Column.studentLabeled),
             perClass: perClass)
     }
+}
+
+/// What one sample adds to a group's pane, computed once and shared by every pane and group the sample goes to.
+///
+/// `DistillWindowSet.ingest` fans one sample out to every window × matching group; all of them (for one teacher
+/// pair) receive the same column additions. This cache keeps the last computed `ReplicatedUpdate` with the inputs
+/// it depends on besides the sample (teacher indices, contribution, shape), so the softmaxes, the KL and the
+/// top-1s are computed once per sample. Fixed-size, no heap storage: create one per sample on the stack.
+public struct DistillSampleDerived: Sendable {
+    struct PlanKey: Equatable, Sendable {
+        var newIndex: Int32
+        var oldIndex: Int32
+        var pairedIndex: Int32
+        var contribution: UInt8
+        var classes: Int32
+        var bins: Int32
+    }
+
+    var planKey: PlanKey?
+    var plan = ReplicatedUpdate()
+
+    /// An empty cache, for one sample.
+    public init() {}
 }
 
 /// Per-class student accuracy (recall on the true class) with its interval.

@@ -173,10 +173,12 @@ public struct DistillWindowSet: Sendable, Codable {
                                 partition: Int32 = 0, contribution: SampleContribution = .all) -> Int {
         let matching = groups.filter { $0.matches(sample) }
         let c = config.classes, b = config.replicates, bins = config.bins
+        // Softmaxes, KL and top-1s of this sample: computed at its first pane, reused by every other pane and group.
+        var derived = DistillSampleDerived()
         func updateStats(_ panes: inout [DistillGroupKey: DistillPaneStats]) {
             for key in matching {
                 panes[key, default: DistillPaneStats(classes: c, replicates: b, bins: bins)]
-                    .add(sample, key: key, weights: weights, contribution: contribution)
+                    .add(sample, key: key, weights: weights, contribution: contribution, derived: &derived)
             }
         }
         var late = 0
