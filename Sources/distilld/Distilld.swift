@@ -6,6 +6,9 @@ struct Distilld: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distilld",
         abstract: "Online continuous distillation: watch teacher/student traffic on Kafka and decide when to re-distill.",
-        subcommands: [RunCommand.self, DemoCommand.self, ReplayCommand.self, BrokerCommand.self, CheckConfigCommand.self]
+        subcommands: [
+            RunCommand.self, DemoCommand.self, ReplayCommand.self, BrokerCommand.self, CheckConfigCommand.self,
+            BenchCommand.self,
+        ]
     )
 }

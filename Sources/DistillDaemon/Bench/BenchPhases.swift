@@ -1,0 +1,334 @@
+import DistillCore
+import Dispatch
+import Foundation
+import KafkaClient
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+// MARK: - ConsumePhase
+
+/// The raw consume baseline (`decode == false`) and `decode` mode: a consume loop with the pipeline's librdkafka
+/// settings and batch size (2,048 records per poll), counting records, and in `decode` mode decoding each with
+/// `SampleDecoder` into one reused sample.
+struct ConsumePhase {
+    let context: Context
+    let topics: BenchTopics
+    let name: String
+    let decode: Bool
+
+    func run(latency: Bool) async throws -> BenchReport.RunResult {
+        let o = context.options
+        let n = o.samples
+        let producer = try context.makeProducer()
+        let feeder = BenchFeeder(producer: producer, stream: context.stream, topics: topics)
+        let tracker = ProbeTracker(partitions: o.partitions, rssEvery: o.rssEvery)
+        let preload = min(n, context.maxAhead)
+        _ = await feeder.feed(.init(first: 0, count: preload, rate: nil, maxAhead: .max,
+                                    probeEvery: Context.throughputProbeEvery, timed: false, endProbes: preload == n),
+                              processed: { 0 })
+        BenchMemory.resetPeak()
+        let startRSS = Context.rssMegabytes
+        let consumer = try KafkaConsumer(
+            groupID: "bench-\(topics.samples)-\(UUID().uuidString.prefix(8))",
+            properties: context.broker.properties.merging(KafkaProperties(context.consumerProperties)),
+            logger: context.logger)
+        try consumer.subscribe([topics.samples])
+        let state = LoopState()
+        let decoder = decode ? SampleDecoder(classes: o.classes, features: o.features) : nil
+        let loop = Task { try await Self.loop(consumer, decoder: decoder, classes: o.classes, state: state,
+                                               tracker: tracker) }
+        var waited = 0.0
+        var latencyResult: BenchReport.Latency?
+        var produced = n
+        do {
+            let rest = n - preload
+            let feed = Task {
+                rest == 0 ? BenchFeeder.Outcome() : await feeder.feed(
+                    .init(first: preload, count: rest, rate: nil, maxAhead: context.maxAhead,
+                          probeEvery: Context.throughputProbeEvery, timed: false, endProbes: true),
+                    processed: { tracker.processed })
+            }
+            try await waitUntil(what: name, progress: { tracker.processed }, failure: { state.failure }) {
+                tracker.completed(n) != nil
+            }
+            waited = await feed.value.waitedSeconds
+            let seconds = Context.seconds(from: state.assignedAt, to: tracker.completed(n)!)
+            if latency {
+                let rate = o.latencyRate ?? Double(n) / seconds / 2
+                let plan = context.latencyPlan(first: n, rate: rate)
+                produced += plan.count
+                let started = DispatchTime.now().uptimeNanoseconds
+                let phase = Task { await feeder.feed(plan, processed: { tracker.processed }) }
+                try await waitUntil(what: "\(name) latency", progress: { tracker.processed },
+                                    failure: { state.failure }) { tracker.completed(n + plan.count) != nil }
+                _ = await phase.value
+                let phaseSeconds = Context.seconds(from: started, to: tracker.completed(n + plan.count)!)
+                let achieved = Double(plan.count) / phaseSeconds
+                latencyResult = tracker.latency(
+                    measures: "from the producer's send call to the consume loop reaching the probe (after decoding "
+                        + "every earlier record of its partition)", rate: rate, achieved: achieved)
+            }
+        } catch {
+            state.stop()
+            _ = try? await loop.value
+            await consumer.close()
+            await producer.close()
+            throw error
+        }
+        let peak = BenchMemory.peakBytes.map { Double($0) / 1e6 }
+        tracker.finalRSS(samples: state.samples)
+        state.stop()
+        try await loop.value
+        await consumer.close()
+        await producer.close()
+        let seconds = Context.seconds(from: state.assignedAt, to: tracker.completed(n)!)
+        return BenchReport.RunResult(
+            name: name, produced: produced, processed: decode ? state.decoded : state.samples,
+            samplesPerSecond: Double(n) / seconds, seconds: seconds, vsRawConsume: nil, vsJSONDecoder: nil,
+            preloaded: preload == n, producerWaitedSeconds: waited, latency: latencyResult, startRSSMegabytes: startRSS,
+            peakRSSMegabytes: peak, rss: tracker.rss, outputs: [:], unexpectedDeadLetters: 0)
+    }
+
+    /// Polls until stopped: counts samples (decoding them when there is a decoder) and hands probes to `tracker`.
+    private static func loop(
+        _ consumer: KafkaConsumer, decoder: SampleDecoder?, classes: Int, state: LoopState, tracker: ProbeTracker
+    ) async throws {
+        var sample = DistillSample(classes: classes)
+        var samples = 0
+        var decoded = 0
+        do {
+            while !state.stopped {
+                let batch = try await consumer.poll(maxMessages: 2048, timeout: .milliseconds(100))
+                for event in batch.events {
+                    switch event {
+                    case .assigned:
+                        state.markAssigned()
+                    case .message(let m):
+                        if BenchProbe.looksLikeProbe(m.value) {
+                            state.publish(samples: samples, decoded: decoded)
+                            tracker.processed(atLeast: samples)
+                            if let probe = BenchProbe(m.value) {
+                                tracker.saw(probe, at: DispatchTime.now().uptimeNanoseconds)
+                            }
+                            continue
+                        }
+                        samples += 1
+                        if let decoder {
+                            do {
+                                try decoder.decode(m.value, into: &sample)
+                                decoded += 1
+                            } catch {}
+                        }
+                    default:
+                        break
+                    }
+                }
+                state.publish(samples: samples, decoded: decoded)
+                tracker.processed(atLeast: samples)
+            }
+        } catch {
+            state.fail(error)
+            throw error
+        }
+    }
+}
+
+/// A consume loop's or a pipeline's progress, shared with the driver.
+final class LoopState: Sendable {
+    private let assigned = Atomic<UInt64>(0)
+    private let stopFlag = Atomic<Bool>(false)
+    private let counts = Mutex((samples: 0, decoded: 0))
+    private let error = Mutex<(any Error)?>(nil)
+
+    /// The first partition assignment, `DispatchTime` ns (0: none yet).
+    var assignedAt: UInt64 { assigned.load(ordering: .acquiring) }
+    func markAssigned() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        _ = assigned.compareExchange(expected: 0, desired: now, ordering: .acquiringAndReleasing)
+    }
+
+    var stopped: Bool { stopFlag.load(ordering: .acquiring) }
+    func stop() { stopFlag.store(true, ordering: .releasing) }
+
+    var samples: Int { counts.withLock { $0.samples } }
+    var decoded: Int { counts.withLock { $0.decoded } }
+    func publish(samples: Int, decoded: Int) { counts.withLock { $0 = (samples, decoded) } }
+
+    var failure: (any Error)? { error.withLock { $0 } }
+    func fail(_ e: any Error) { error.withLock { $0 = $0 ?? e } }
+}
+
+// MARK: - PipelinePhase
+
+/// `monitor` and `full`: the daemon's own `DistillService` (its `PipelineRunner` and `DistillEngine`) consuming the
+/// generated topics and publishing to the generated output topics; a consumer of the output topics reads the
+/// probes' dead letters back.
+struct PipelinePhase {
+    let context: Context
+    let topics: BenchTopics
+    let run: BenchRun
+
+    func run() async throws -> BenchReport.RunResult {
+        let o = context.options
+        let n = o.samples
+        let stateDirectory = (context.directory as NSString).appendingPathComponent("state-\(run.slug)")
+        let config = try DistillConfig.parse(configYAML(stateDirectory: stateDirectory), file: "<bench \(run)>")
+        let producer = try context.makeProducer()
+        for (key, value) in context.stream.teacherRecords() {
+            _ = try await producer.send(ProducerRecord(topic: topics.teachers, key: Array(key.utf8), value: value))
+        }
+        let feeder = BenchFeeder(producer: producer, stream: context.stream, topics: topics)
+        let tracker = ProbeTracker(partitions: o.partitions, rssEvery: o.rssEvery)
+        let preload = min(n, context.maxAhead)
+        _ = await feeder.feed(.init(first: 0, count: preload, rate: nil, maxAhead: .max,
+                                    probeEvery: Context.throughputProbeEvery, timed: false, endProbes: preload == n),
+                              processed: { 0 })
+
+        BenchMemory.resetPeak()
+        let startRSS = Context.rssMegabytes
+        let watcher = try KafkaConsumer(
+            groupID: "bench-watch-\(UUID().uuidString.prefix(8))",
+            properties: context.broker.properties.merging(KafkaProperties(context.consumerProperties)),
+            logger: context.logger)
+        var starts: [TopicPartition: Int64] = [:]
+        for spec in topics.specs where topics.outputs.contains(spec.name) {
+            for p in 0..<spec.partitions { starts[TopicPartition(spec.name, Int32(p))] = KafkaOffset.beginning }
+        }
+        try watcher.assign(starts)
+        let state = LoopState()
+        let metrics = DistillMetrics()
+        let hooks = DistillServiceHooks(instance: "bench", onAssigned: { _ in state.markAssigned() })
+        let service = DistillService(config: config, logger: context.logger, hooks: hooks, metrics: metrics)
+        let group = ServiceGroup(configuration: .init(services: [service], logger: context.logger))
+        let serviceTask = Task {
+            do { try await group.run() } catch { state.fail(error) }
+        }
+        let prefix = "bench.\(run.slug)."
+        let deadLetter = topics.deadLetter
+        let watch = Task {
+            while !state.stopped {
+                let batch = try await watcher.poll(maxMessages: 4096, timeout: .milliseconds(20))
+                let now = DispatchTime.now().uptimeNanoseconds
+                for m in batch.messages {
+                    let short = String(m.topic.dropFirst(prefix.count))
+                    if m.topic == deadLetter, let probe = BenchProbe(m.value) {
+                        tracker.saw(probe, at: now)
+                        tracker.output(topic: "probes", unexpected: false)
+                    } else {
+                        tracker.output(topic: short, unexpected: m.topic == deadLetter)
+                    }
+                }
+            }
+        }
+
+        var waited = 0.0
+        var latencyResult: BenchReport.Latency?
+        var produced = n
+        do {
+            let rest = n - preload
+            let feed = Task {
+                rest == 0 ? BenchFeeder.Outcome() : await feeder.feed(
+                    .init(first: preload, count: rest, rate: nil, maxAhead: context.maxAhead,
+                          probeEvery: Context.throughputProbeEvery, timed: false, endProbes: true),
+                    processed: { tracker.processed })
+            }
+            try await waitUntil(what: "\(run)", progress: { tracker.processed }, failure: { state.failure }) {
+                tracker.completed(n) != nil
+            }
+            waited = await feed.value.waitedSeconds
+            let seconds = Context.seconds(from: state.assignedAt, to: tracker.completed(n)!)
+            if o.latencySeconds > 0 {
+                let rate = o.latencyRate ?? Double(n) / seconds / 2
+                let plan = context.latencyPlan(first: n, rate: rate)
+                produced += plan.count
+                let started = DispatchTime.now().uptimeNanoseconds
+                let phase = Task { await feeder.feed(plan, processed: { tracker.processed }) }
+                try await waitUntil(what: "\(run) latency", progress: { tracker.processed },
+                                    failure: { state.failure }) { tracker.completed(n + plan.count) != nil }
+                _ = await phase.value
+                let phaseSeconds = Context.seconds(from: started, to: tracker.completed(n + plan.count)!)
+                let achieved = Double(plan.count) / phaseSeconds
+                latencyResult = tracker.latency(
+                    measures: "from the producer's send call to reading the pipeline's output for the probe on the "
+                        + "dead-letter topic (the probe follows samples in its partition, so every earlier sample "
+                        + "there has been processed)", rate: rate, achieved: achieved)
+            }
+        } catch {
+            await group.triggerGracefulShutdown()
+            await serviceTask.value
+            state.stop()
+            _ = try? await watch.value
+            await watcher.close()
+            await producer.close()
+            throw error
+        }
+        let peak = BenchMemory.peakBytes.map { Double($0) / 1e6 }
+        tracker.finalRSS(samples: produced)
+        await group.triggerGracefulShutdown()
+        await serviceTask.value
+        state.stop()
+        try await watch.value
+        await watcher.close()
+        await producer.close()
+        try? FileManager.default.removeItem(atPath: stateDirectory)
+        if let failure = state.failure { throw BenchError.incomplete("\(run): the pipeline stopped: \(failure)") }
+        let text = metrics.render()
+        let seconds = Context.seconds(from: state.assignedAt, to: tracker.completed(n)!)
+        var outputs = tracker.outputs
+        outputs["probes"] = nil
+        return BenchReport.RunResult(
+            name: run.description, produced: produced,
+            processed: Self.counter(text, "distilld_samples_total{outcome=\"ingested\"}"),
+            samplesPerSecond: Double(n) / seconds, seconds: seconds, vsRawConsume: nil, vsJSONDecoder: nil,
+            preloaded: preload == n, producerWaitedSeconds: waited, latency: latencyResult, startRSSMegabytes: startRSS,
+            peakRSSMegabytes: peak, rss: tracker.rss, outputs: outputs, unexpectedDeadLetters: tracker.unexpected)
+    }
+
+    /// The value of one series in Prometheus text, 0 when absent.
+    static func counter(_ text: String, _ series: String) -> Int {
+        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+            return Int(Double(line.dropFirst(series.count + 1).trimmingCharacters(in: .whitespaces)) ?? 0)
+        }
+        return 0
+    }
+
+    /// The daemon's configuration for this run: `config/distilld.yaml`'s windows, statistics, triggers and student,
+    /// with the generated topics, the options' shape, and no HTTP endpoint.
+    func configYAML(stateDirectory: String) -> String {
+        let o = context.options
+        let classes = context.stream.classNames
+        let student: String
+        switch run.student {
+        case nil:
+            student = "{enabled: false}"
+        case let kind?:
+            student = "{hidden: \(kind == .mlp ? "[64]" : "[]"), loss: hinton, alpha: 0.9, temperature: 2.0, "
+                + "optimizer: adam, learning_rate: 0.003, batch_size: 16, ema_decay: 0.999, "
+                + "checkpoint_every: 10000, gate_agreement: 0.95}"
+        }
+        return """
+            brokers: "\(context.broker.bootstrapServers)"
+            kafka: {\(context.consumerProperties.map { "\($0.key): \"\($0.value)\"" }.joined(separator: ", "))}
+            consumer_group: bench-\(run.slug)-\(UUID().uuidString.prefix(8))
+            topics: {samples: \(topics.samples), labels: \(topics.labels), teachers: \(topics.teachers), \
+            alerts: \(topics.alerts), calibration: \(topics.calibration), windows: \(topics.windows), \
+            students: \(topics.students), deadletter: \(topics.deadLetter)}
+            model:
+              classes: [\(classes.joined(separator: ", "))]
+              rare_classes: [\(classes.last!)]
+              features: \(o.features)
+            statistics: {replicates: \(o.replicates), bins: 15, confidence_level: 0.95}
+            windows:
+              fast:  {size: 1h,  slide: 1m, grace: 1m}
+              drift: {size: 14d, slide: 1h, grace: 5m}
+            baselines: {quality_gap: 0.016}
+            calibration: {ece_drift_threshold: 0.01, temperature_tolerance: 0.15, min_samples: 500}
+            student: \(student)
+            teacher: {strategy: latest}
+            labels: {join_window: 10m, max_buffered: 50000}
+            state: {dir: "\(stateDirectory)", interval: \(Int(o.stateIntervalSeconds * 1000))ms, on_corrupt: reset}
+            http: {enabled: false}
+            """
+    }
+}

@@ -1,0 +1,212 @@
+import Foundation
+
+// MARK: - BenchReport
+
+/// Everything `distilld bench` measured, as printed (``table``) and as `--json` (``json()``).
+public struct BenchReport: Sendable, Codable {
+    /// The stream and settings measured.
+    public struct Setup: Sendable, Codable {
+        public var samples: Int
+        public var features: Int
+        public var classes: Int
+        public var teacherVersions: Int
+        public var slices: Int
+        public var labelRate: Double
+        public var lateLabelShare: Double
+        public var replicates: Int
+        public var windows: String
+        public var eventRate: Double
+        public var partitions: Int
+        /// The pipeline's `state.interval`, s.
+        public var stateIntervalSeconds: Double
+        public var meanRecordBytes: Double
+        public var broker: String
+        public var cpus: Int
+    }
+
+    /// A rate measured in the same run, against which the modes are given as ratios.
+    public struct Baseline: Sendable, Codable {
+        public var name: String
+        public var samples: Int
+        public var seconds: Double
+        public var samplesPerSecond: Double
+    }
+
+    /// Latency percentiles of one configuration's latency phase.
+    public struct Latency: Sendable, Codable {
+        /// What was timed, in words.
+        public var measures: String
+        /// Producer rate of the phase, samples/s.
+        public var rate: Double
+        /// Rate the pipeline actually processed during the phase, samples/s.
+        public var achievedRate: Double
+        public var probes: Int
+        public var p50Milliseconds: Double
+        public var p90Milliseconds: Double
+        public var p99Milliseconds: Double
+        public var p999Milliseconds: Double
+        public var maxMilliseconds: Double
+    }
+
+    /// RSS once `samples` had been processed.
+    public struct RSSPoint: Sendable, Codable {
+        public var samples: Int
+        public var megabytes: Double
+    }
+
+    /// One measured configuration.
+    public struct RunResult: Sendable, Codable {
+        /// `decode`, `monitor`, `full/softmax`, `full/mlp`.
+        public var name: String
+        /// Samples produced in the throughput phase.
+        public var produced: Int
+        /// Samples the configuration processed: for the pipeline, `distilld_samples_total{outcome="ingested"}`
+        /// (over both phases, minus the latency phase's samples); for `decode`, samples decoded without error.
+        public var processed: Int
+        /// Samples of the throughput phase processed per second, from partition assignment to the last end probe's
+        /// output.
+        public var samplesPerSecond: Double
+        public var seconds: Double
+        /// `samplesPerSecond` over the raw consume rate.
+        public var vsRawConsume: Double?
+        /// `samplesPerSecond` over Foundation `JSONDecoder`'s rate.
+        public var vsJSONDecoder: Double?
+        /// Whether the whole throughput phase was produced before the consumer started (it fits in the broker).
+        public var preloaded: Bool
+        /// Seconds the producer waited for the consumer during the throughput phase (with none, the producer,
+        /// not the pipeline, may have set the pace).
+        public var producerWaitedSeconds: Double
+        public var latency: Latency?
+        /// RSS when the configuration started (after the previous one ended), MB (10^6 bytes).
+        public var startRSSMegabytes: Double?
+        /// Peak RSS during this configuration (`VmHWM`, reset at its start), MB.
+        public var peakRSSMegabytes: Double?
+        /// RSS every `--rss-every` samples and at the end, MB.
+        public var rss: [RSSPoint]
+        /// Output records seen per output topic (pipeline modes), counted by the benchmark's own consumer.
+        public var outputs: [String: Int]
+        /// Records dead-lettered other than the benchmark's probes (should be 0).
+        public var unexpectedDeadLetters: Int
+    }
+
+    /// An issue-6 target and whether it was met here.
+    public struct Target: Sendable, Codable {
+        public var name: String
+        public var target: String
+        public var measured: String
+        public var met: Bool
+    }
+
+    public var setup: Setup
+    public var jsonDecoder: Baseline
+    public var rawConsume: Baseline?
+    public var runs: [RunResult]
+    public var targets: [Target]
+    /// Peak RSS of the whole process (`VmHWM` since the last reset), MB.
+    public var processPeakRSSMegabytes: Double?
+
+    /// The report as pretty-printed JSON with sorted keys.
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    /// The report for people: the setup, the baselines, one row per configuration, RSS and the targets.
+    public var table: String {
+        var lines: [String] = []
+        let s = setup
+        lines.append("distilld bench: \(s.samples.grouped) samples/config, D=\(s.features) C=\(s.classes) "
+                     + "teachers=\(s.teacherVersions) slices=\(s.slices) B=\(s.replicates) windows=\(s.windows)")
+        lines.append("  labels \(Int(s.labelRate * 100))% (\(Int(s.lateLabelShare * 100))% of them late), "
+                     + "event rate \(Int(s.eventRate)) samples/event-s, \(s.partitions) partitions, "
+                     + String(format: "state.interval %.0f s, ", s.stateIntervalSeconds)
+                     + String(format: "%.0f", s.meanRecordBytes) + " B/record, broker \(s.broker), \(s.cpus) CPUs")
+        lines.append("")
+        lines.append(row(["configuration", "samples/s", "vs raw", "vs JSONDecoder", "p50 ms", "p99 ms",
+                          "at rate", "peak RSS MB"]))
+        lines.append(row(["JSONDecoder (baseline)", jsonDecoder.samplesPerSecond.grouped, "", "1.00×",
+                          "", "", "", ""]))
+        if let raw = rawConsume {
+            lines.append(row(["raw consume (baseline)", raw.samplesPerSecond.grouped, "1.00×",
+                              ratio(raw.samplesPerSecond / jsonDecoder.samplesPerSecond), "", "", "", ""]))
+        }
+        for r in runs {
+            lines.append(row([
+                r.name, r.samplesPerSecond.grouped, r.vsRawConsume.map(ratio) ?? "",
+                r.vsJSONDecoder.map(ratio) ?? "",
+                r.latency.map { String(format: "%.1f", $0.p50Milliseconds) } ?? "",
+                r.latency.map { String(format: "%.1f", $0.p99Milliseconds) } ?? "",
+                r.latency.map { $0.rate.grouped } ?? "",
+                r.peakRSSMegabytes.map { String(format: "%.0f", $0) } ?? "n/a",
+            ]))
+        }
+        lines.append("")
+        for r in runs {
+            var detail = "  \(r.name): processed \(r.processed.grouped) of \(r.produced.grouped) in "
+                + String(format: "%.2f s", r.seconds)
+            if r.preloaded {
+                detail += " (all produced before the consumer started)"
+            } else if r.producerWaitedSeconds < 0.05 {
+                detail += " (the producer never waited for the consumer: it may have set the pace)"
+            } else {
+                detail += String(format: " (the producer waited %.1f s for the consumer)", r.producerWaitedSeconds)
+            }
+            if !r.rss.isEmpty {
+                detail += "; RSS " + r.rss.map { "\($0.samples.grouped): \(String(format: "%.0f", $0.megabytes)) MB" }
+                    .joined(separator: ", ")
+            }
+            if !r.outputs.isEmpty {
+                detail += "; outputs " + r.outputs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                    .joined(separator: " ")
+            }
+            if r.unexpectedDeadLetters > 0 { detail += "; UNEXPECTED dead letters \(r.unexpectedDeadLetters)" }
+            lines.append(detail)
+            if let l = r.latency {
+                lines.append("    latency: \(l.probes) probes at \(l.rate.grouped)/s (achieved "
+                             + "\(l.achievedRate.grouped)/s): p50 \(ms(l.p50Milliseconds)) "
+                             + "p90 \(ms(l.p90Milliseconds)) p99 \(ms(l.p99Milliseconds)) "
+                             + "p99.9 \(ms(l.p999Milliseconds)) max \(ms(l.maxMilliseconds)); "
+                             + l.measures)
+            }
+        }
+        if !targets.isEmpty {
+            lines.append("")
+            lines.append("issue 6 targets:")
+            for t in targets {
+                lines.append("  \(t.met ? "met   " : "MISSED") \(t.name): \(t.measured) (target \(t.target))")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private func row(_ cells: [String]) -> String {
+        let widths = [24, 11, 8, 15, 8, 8, 10, 11]
+        return zip(cells, widths).enumerated().map { i, pair in
+            let (cell, width) = pair
+            let pad = String(repeating: " ", count: max(0, width - cell.count))
+            return i == 0 ? cell + pad : pad + cell
+        }.joined(separator: " ")
+    }
+
+    private func ratio(_ x: Double) -> String { String(format: "%.2f×", x) }
+    private func ms(_ x: Double) -> String { String(format: "%.1f ms", x) }
+}
+
+extension Double {
+    /// Rounded, with thousands separators.
+    var grouped: String { Int(self.rounded()).grouped }
+}
+
+extension Int {
+    /// With thousands separators: `1,234,567`.
+    var grouped: String {
+        let digits = String(Swift.abs(self))
+        var out = ""
+        for (n, ch) in digits.enumerated() {
+            if n > 0 && (digits.count - n) % 3 == 0 { out.append(",") }
+            out.append(ch)
+        }
+        return self < 0 ? "-" + out : out
+    }
+}

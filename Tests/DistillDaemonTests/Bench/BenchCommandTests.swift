@@ -1,0 +1,100 @@
+import Foundation
+import Logging
+import Testing
+
+@testable import DistillDaemon
+
+/// `distilld bench` end to end at a tiny scale: every sample produced is processed, and the report has every field.
+/// No timing is asserted: rates and latencies depend on the machine.
+@Suite("distilld bench", .serialized)
+struct BenchCommandTests {
+    static func options(_ modes: [BenchOptions.Mode], students: [BenchOptions.Student] = [.softmax]) -> BenchOptions {
+        var o = BenchOptions()
+        o.modes = modes
+        o.students = students
+        o.samples = 1_500
+        o.features = 8
+        o.classes = 4
+        o.partitions = 4
+        o.eventRate = 1  // 1,500 samples span 25 minutes of event time, so `fast` windows close
+        o.latencySeconds = 0.5
+        o.latencyRate = 2_000
+        o.probesPerSecond = 200
+        o.rssEvery = 500
+        o.jsonDecoderSamples = 50
+        o.broker = .inProcess
+        return o
+    }
+
+    @Test("every mode processes exactly what was produced, and the report is complete")
+    func smoke() async throws {
+        var logger = Logger(label: "bench-test")
+        logger.logLevel = .error
+        let report = try await BenchRunner(options: Self.options([.decode, .monitor, .full]), logger: logger).run()
+
+        #expect(report.jsonDecoder.samples == 50)
+        #expect(report.jsonDecoder.samplesPerSecond > 0)
+        let raw = try #require(report.rawConsume)
+        #expect(raw.samples == 1_500)
+        #expect(raw.samplesPerSecond > 0)
+        #expect(report.runs.map(\.name) == ["decode", "monitor", "full/softmax"])
+        for run in report.runs {
+            #expect(run.produced > 1_500, "\(run.name): the latency phase adds samples")
+            #expect(run.processed == run.produced, "\(run.name): processed \(run.processed) of \(run.produced)")
+            #expect(run.samplesPerSecond > 0)
+            #expect(run.vsRawConsume != nil && run.vsJSONDecoder != nil)
+            #expect(run.preloaded)
+            #expect(run.unexpectedDeadLetters == 0)
+            let latency = try #require(run.latency, "\(run.name) has a latency phase")
+            #expect(latency.probes > 0)
+            #expect(latency.p50Milliseconds <= latency.p99Milliseconds)
+            #expect(latency.p99Milliseconds <= latency.maxMilliseconds)
+            #expect(run.peakRSSMegabytes != nil)
+            #expect(!run.rss.isEmpty)
+        }
+        let monitor = try #require(report.runs.first { $0.name == "monitor" })
+        #expect((monitor.outputs["windows"] ?? 0) > 0, "window snapshots were published")
+        #expect(report.targets.contains { $0.name == "monitor vs raw consume" })
+
+        // Both renderings carry every configuration.
+        let table = report.table
+        for name in ["JSONDecoder", "raw consume", "decode", "monitor", "full/softmax", "issue 6 targets"] {
+            #expect(table.contains(name), "table lacks \(name)")
+        }
+        let json = try JSONSerialization.jsonObject(with: Data(try report.json().utf8)) as? [String: Any]
+        let object = try #require(json)
+        for key in ["setup", "jsonDecoder", "rawConsume", "runs", "targets"] {
+            #expect(object[key] != nil, "json lacks \(key)")
+        }
+        let runs = try #require(object["runs"] as? [[String: Any]])
+        for key in ["name", "produced", "processed", "samplesPerSecond", "latency", "peakRSSMegabytes", "rss",
+                    "vsRawConsume", "vsJSONDecoder"] {
+            #expect(runs.allSatisfy { $0[key] != nil }, "a run lacks \(key)")
+        }
+    }
+
+    @Test("options out of range are refused with the option's name")
+    func validation() {
+        var o = Self.options([.monitor])
+        o.labelRate = 1.5
+        #expect(throws: BenchError.self) { try o.validate() }
+        o = Self.options([.full], students: [])
+        #expect(throws: BenchError.self) { try o.validate() }
+        #expect((try? Self.options([.decode]).validate()) != nil)
+    }
+
+    @Test("the generated records decode, and probes are recognised")
+    func stream() throws {
+        let o = Self.options([.decode])
+        let stream = SyntheticStream(shape: .init(o), seed: 7)
+        var buffer: [UInt8] = []
+        _ = stream.sample(12, into: &buffer)
+        let record = try JSONDecoder().decode(CodableSampleRecord.self, from: Data(buffer))
+        #expect(record.id == "b00000000000c")
+        #expect(record.teachers.count == o.teacherVersions)
+        #expect(record.features?.count == o.features)
+        let probe = BenchProbe(producedBefore: 99, partition: 3, sentNanos: 12345, isEnd: true, timed: false)
+        #expect(BenchProbe(probe.bytes) == probe)
+        #expect(BenchProbe(buffer) == nil)
+    }
+}
