@@ -28,11 +28,19 @@ public struct ReplicatedSums: Sendable, Codable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         width = try c.decode(Int.self, forKey: .width)
         replicates = try c.decode(Int.self, forKey: .replicates)
-        values = try c.decode([Double].self, forKey: .values)
+        values = try c.decodePacked(Double.self, forKey: .values)
         guard width >= 0, replicates >= 0, values.count == width * (replicates + 1) else {
             throw DecodingError.dataCorruptedError(forKey: .values, in: c,
                                                    debugDescription: "ReplicatedSums: values do not match the shape")
         }
+    }
+
+    /// Encodes the sums packed (`PackedNumbers`): exact and cheap for checkpoints.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(width, forKey: .width)
+        try c.encode(replicates, forKey: .replicates)
+        try c.encodePacked(values, forKey: .values)
     }
 
     /// Rows per column (B + 1).

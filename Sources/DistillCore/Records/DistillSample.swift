@@ -81,6 +81,49 @@ public struct DistillSample: Sendable, Equatable, Codable {
     }
 }
 
+extension DistillSample {
+    enum CodingKeys: String, CodingKey {
+        case id, timestamp, classes, features, teacherVersions, teacherLogits, studentVersion, studentLogits, label, slice
+    }
+
+    /// Decodes a checkpointed sample (arrays packed, see `PackedNumbers`) and checks its shape.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        timestamp = try c.decode(Int64.self, forKey: .timestamp)
+        classes = try c.decode(Int.self, forKey: .classes)
+        features = try c.decodePacked(Float.self, forKey: .features)
+        teacherVersions = try c.decode([String].self, forKey: .teacherVersions)
+        teacherLogits = try c.decodePacked(Float.self, forKey: .teacherLogits)
+        studentVersion = try c.decodeIfPresent(String.self, forKey: .studentVersion)
+        studentLogits = try c.decodePacked(Float.self, forKey: .studentLogits)
+        label = try c.decodeIfPresent(Int.self, forKey: .label)
+        slice = try c.decodeIfPresent(String.self, forKey: .slice)
+        guard classes >= 1, teacherLogits.count == teacherVersions.count * classes,
+              studentVersion == nil ? studentLogits.isEmpty : studentLogits.count == classes,
+              label.map({ $0 >= 0 && $0 < classes }) ?? true
+        else {
+            throw DecodingError.dataCorruptedError(forKey: .teacherLogits, in: c,
+                                                   debugDescription: "DistillSample: logits do not match the shape")
+        }
+    }
+
+    /// Encodes the sample with its arrays packed.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(timestamp, forKey: .timestamp)
+        try c.encode(classes, forKey: .classes)
+        try c.encodePacked(features, forKey: .features)
+        try c.encode(teacherVersions, forKey: .teacherVersions)
+        try c.encodePacked(teacherLogits, forKey: .teacherLogits)
+        try c.encodeIfPresent(studentVersion, forKey: .studentVersion)
+        try c.encodePacked(studentLogits, forKey: .studentLogits)
+        try c.encodeIfPresent(label, forKey: .label)
+        try c.encodeIfPresent(slice, forKey: .slice)
+    }
+}
+
 /// A late label record from the labels topic: `{"id": ..., "label": 3, "ts": ...}`.
 public struct LabelRecord: Sendable, Equatable, Codable {
     /// Request id (join key).

@@ -50,10 +50,10 @@ public struct CalibrationStats: Sendable, Codable, Equatable {
         classes = try c.decode(Int.self, forKey: .classes)
         bins = try c.decode(Int.self, forKey: .bins)
         sums = try c.decode(ReplicatedSums.self, forKey: .sums)
-        binCount = try c.decode([Double].self, forKey: .binCount)
-        binConfidence = try c.decode([Double].self, forKey: .binConfidence)
-        binCorrect = try c.decode([Double].self, forKey: .binCorrect)
-        classwiseDifference = try c.decode([Double].self, forKey: .classwiseDifference)
+        binCount = try c.decodePacked(Double.self, forKey: .binCount)
+        binConfidence = try c.decodePacked(Double.self, forKey: .binConfidence)
+        binCorrect = try c.decodePacked(Double.self, forKey: .binCorrect)
+        classwiseDifference = try c.decodePacked(Double.self, forKey: .classwiseDifference)
         sample = try c.decode(LogitSample.self, forKey: .sample)
         guard classes >= 1, bins >= 1, sums.width == 4 + bins, binCount.count == bins, binConfidence.count == bins,
               binCorrect.count == bins, classwiseDifference.count == classes * bins, sample.classes == classes
@@ -61,6 +61,19 @@ public struct CalibrationStats: Sendable, Codable, Equatable {
             throw DecodingError.dataCorruptedError(forKey: .sums, in: c,
                                                    debugDescription: "CalibrationStats: shape mismatch")
         }
+    }
+
+    /// Encodes the arrays packed (`PackedNumbers`).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(classes, forKey: .classes)
+        try c.encode(bins, forKey: .bins)
+        try c.encode(sums, forKey: .sums)
+        try c.encodePacked(binCount, forKey: .binCount)
+        try c.encodePacked(binConfidence, forKey: .binConfidence)
+        try c.encodePacked(binCorrect, forKey: .binCorrect)
+        try c.encodePacked(classwiseDifference, forKey: .classwiseDifference)
+        try c.encode(sample, forKey: .sample)
     }
 
     /// Adds one labeled prediction: `logits` (C values, T = 1), the true `label`, the id hash and weights.
@@ -222,9 +235,9 @@ public struct LogitSample: Sendable, Codable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         classes = try c.decode(Int.self, forKey: .classes)
         capacity = try c.decode(Int.self, forKey: .capacity)
-        hashes = try c.decode([UInt64].self, forKey: .hashes)
-        labels = try c.decode([Int32].self, forKey: .labels)
-        logits = try c.decode([Float].self, forKey: .logits)
+        hashes = try c.decodePacked(UInt64.self, forKey: .hashes)
+        labels = try c.decodePacked(Int32.self, forKey: .labels)
+        logits = try c.decodePacked(Float.self, forKey: .logits)
         guard classes >= 1, capacity >= 0, hashes.count <= capacity, labels.count == hashes.count,
               logits.count == hashes.count * classes, zip(hashes, hashes.dropFirst()).allSatisfy({ $0 <= $1 }),
               labels.allSatisfy({ $0 >= 0 && Int($0) < classes })
@@ -232,6 +245,16 @@ public struct LogitSample: Sendable, Codable, Equatable {
             throw DecodingError.dataCorruptedError(forKey: .hashes, in: c,
                                                    debugDescription: "LogitSample: inconsistent arrays")
         }
+    }
+
+    /// Encodes the arrays packed (`PackedNumbers`).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(classes, forKey: .classes)
+        try c.encode(capacity, forKey: .capacity)
+        try c.encodePacked(hashes, forKey: .hashes)
+        try c.encodePacked(labels, forKey: .labels)
+        try c.encodePacked(logits, forKey: .logits)
     }
 
     /// Offers a sample; it is kept if its hash is among the `capacity` smallest.

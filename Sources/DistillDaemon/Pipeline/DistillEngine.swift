@@ -455,7 +455,8 @@ extension DistillEngine {
         var counters: EngineCounters
         var partitionEventTime: [Int32: Int64]
         var samplesSinceCheckpoint: Int
-        var student: [UInt8]?
+        /// The trainer's own binary state (base64 in the JSON, not an array of numbers).
+        var student: Data?
     }
 
     /// The engine's state as bytes (JSON), for the state checkpoint.
@@ -464,7 +465,7 @@ extension DistillEngine {
             configRevision: config.revision, windows: windows, evaluator: evaluator, labelJoin: labelJoin,
             emittedAlerts: emittedAlerts.sorted(), recentIDs: recentIDs, parked: parked, counters: counters,
             partitionEventTime: partitionEventTime, samplesSinceCheckpoint: samplesSinceCheckpoint,
-            student: distiller?.trainerState())
+            student: distiller.map { Data($0.trainerState()) })
         return Array(try JSONEncoder().encode(state))
     }
 
@@ -496,7 +497,7 @@ extension DistillEngine {
         partitionEventTime = state.partitionEventTime
         samplesSinceCheckpoint = state.samplesSinceCheckpoint
         activePartitions = Set(state.partitionEventTime.keys)
-        if let student = state.student, let distiller { try distiller.restoreTrainerState(student) }
+        if let student = state.student, let distiller { try distiller.restoreTrainerState(Array(student)) }
     }
 }
 
@@ -513,6 +514,29 @@ struct ParkedSample: Codable {
     var sample: [UInt8]
     var key: [UInt8]?
     var position: InputPosition
+
+    init(sample: [UInt8], key: [UInt8]?, position: InputPosition) {
+        self.sample = sample
+        self.key = key
+        self.position = position
+    }
+
+    enum CodingKeys: String, CodingKey { case sample, key, position }
+
+    // Raw bytes as base64 (`Data`), not as JSON arrays of numbers.
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        sample = Array(try c.decode(Data.self, forKey: .sample))
+        key = try c.decodeIfPresent(Data.self, forKey: .key).map(Array.init)
+        position = try c.decode(InputPosition.self, forKey: .position)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(Data(sample), forKey: .sample)
+        try c.encodeIfPresent(key.map { Data($0) }, forKey: .key)
+        try c.encode(position, forKey: .position)
+    }
 }
 
 // MARK: - Bounded helpers

@@ -187,7 +187,12 @@ struct WindowTests {
         var text = String(decoding: good, as: UTF8.self)
         text = text.replacingOccurrences(of: "\"classes\":3", with: "\"classes\":4")
         #expect(throws: DecodingError.self) { try JSONDecoder().decode(DistillPaneStats.self, from: Data(text.utf8)) }
-        let sums = #"{"width":2,"replicates":1,"values":[1,2,3]}"#
+        // Three packed doubles where the shape needs 2 × (1 + 1) = 4.
+        let three = [1.0, 2.0, 3.0].withUnsafeBytes { Data($0).base64EncodedString() }
+        let sums = #"{"width":2,"replicates":1,"values":""# + three + #""}"#
+        let four = [1.0, 2.0, 3.0, 4.0].withUnsafeBytes { Data($0).base64EncodedString() }
+        let good4 = #"{"width":2,"replicates":1,"values":""# + four + #""}"#
+        #expect(try JSONDecoder().decode(ReplicatedSums.self, from: Data(good4.utf8)).values == [1, 2, 3, 4])
         #expect(throws: DecodingError.self) { try JSONDecoder().decode(ReplicatedSums.self, from: Data(sums.utf8)) }
         let cal = try JSONEncoder().encode(CalibrationStats(classes: 3, replicates: 2))
         #expect(throws: Never.self) { try JSONDecoder().decode(CalibrationStats.self, from: cal) }
