@@ -4,7 +4,7 @@
 SWIFT ?= swift
 BOOTSTRAP_FILE ?= .distilld/bootstrap
 
-.PHONY: deps build run broker test bench clean
+.PHONY: deps build run broker test bench reliability fuzz clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -25,10 +25,21 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-xctest
 
-# Micro-benchmarks of the hot paths (release build); prints rates and ratios against in-run baselines.
+# Micro-benchmarks of the hot paths, then `distilld bench` end to end over the embedded broker (release build);
+# every rate is printed beside baselines measured in the same run.
 bench: deps
 	$(SWIFT) build -c release --product distilld-bench
+	$(SWIFT) build -c release --product distilld
 	.build/release/distilld-bench
+	.build/release/distilld bench
+
+# The long reliability suite and the fuzzers; prints a table of figures (about 25 minutes).
+reliability: deps
+	bash scripts/reliability.sh
+
+# The libFuzzer targets for FUZZ_SECONDS each (default 60).
+fuzz: deps
+	bash scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
 
 clean:
 	rm -rf .build .distilld
