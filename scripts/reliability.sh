@@ -8,7 +8,8 @@ bash scripts/install-deps.sh
 log=$(mktemp -t distilld-reliability.XXXXXX)
 swift build --build-tests
 status=0
-DISTILLD_RELIABILITY=long swift test --skip-build --disable-xctest \
+# One test at a time: the memory figures are this process's RSS.
+DISTILLD_RELIABILITY=long swift test --skip-build --disable-xctest --no-parallel \
     --filter 'CrashRecoveryTests|ShutdownTests|HostileInputTests|OutageTests|StateStoreFailureTests|StateStoreTests' \
     2>&1 | tee "$log" | grep -E '^(figure:|✘|✔ Test run)' || status=1
 grep -q '✘' "$log" && status=1
