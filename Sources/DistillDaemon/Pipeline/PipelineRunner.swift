@@ -36,10 +36,14 @@ final class PipelineRunner {
     var reload: ReloadSignal?
     private var lastLagUpdate = ContinuousClock.now
     private var lagQuery: Task<Void, Never>?
+    /// The latest lag report per input partition and when it was taken (written by the lag task).
+    private let lagReport = Locked<(lags: [TopicPartition: Int64], at: ContinuousClock.Instant?)>(([:], nil))
     /// Wall-clock time of the last sample per assigned `samples` partition, for idleness.
     private var lastData: [Int32: ContinuousClock.Instant] = [:]
     /// A partition silent this long stops holding the event-time watermark back.
     static let idleAfter: Duration = .seconds(3)
+    /// How often consumer lag is measured (metrics and idleness).
+    static let lagEvery: Duration = .seconds(1)
     /// Next offset per input partition, as covered by the engine's state.
     private var positions: [TopicPartition: Int64] = [:]
     /// Offsets from the restored checkpoint: where each partition resumes.
@@ -135,7 +139,14 @@ final class PipelineRunner {
         // A partition assigned again in this process (after a lost assignment, say) resumes where the in-memory
         // state stops, not at the group's committed offset, which may lag behind it.
         if !batch.events.isEmpty { inputs.setStartOffsets(positions) }
+        let report = lagReport.withLock { $0 }
         for (p, seen) in lastData where ContinuousClock.now - seen >= Self.idleAfter {
+            // Quiet is not idle while the partition still has a backlog: fetches may be serving other partitions
+            // first (a restart with a large backlog), and releasing the watermark would make its samples late. Idle
+            // needs a lag report taken after the partition went quiet that says it has nothing left.
+            let tp = TopicPartition(config.topics.samples, p)
+            guard let at = report.at, at > seen, report.lags[tp] == 0 else { continue }
+            if let high = inputs.cachedHighWatermark(tp), let position = positions[tp], position < high { continue }
             lastData[p] = nil  // re-armed by its next message
             try publish(engine.partitionIdle(p))
         }
@@ -143,14 +154,17 @@ final class PipelineRunner {
         if ContinuousClock.now - lastCheckpoint >= .milliseconds(config.state.intervalMillis) {
             try await checkpoint()
         }
-        if ContinuousClock.now - lastLagUpdate >= .seconds(5), lagQuery == nil || lagQuery!.isCancelled {
+        if ContinuousClock.now - lastLagUpdate >= Self.lagEvery {
             lastLagUpdate = ContinuousClock.now
-            // Watermark queries are round trips per partition: never let them hold up the pipeline.
-            let inputs = self.inputs, metrics = self.metrics
+            // One query at a time, off the loop: a partition without a cached watermark costs a round trip.
+            let previous = lagQuery
+            let inputs = self.inputs, metrics = self.metrics, lagReport = self.lagReport
             lagQuery = Task {
-                if let lags = try? await inputs.lag(timeout: .seconds(2)) {
-                    for (tp, lag) in lags { metrics.setLag(topic: tp.topic, partition: tp.partition, lag: lag.lag) }
-                }
+                await previous?.value
+                let asked = ContinuousClock.now
+                guard let lags = try? await inputs.lag(timeout: .seconds(2)) else { return }
+                for (tp, lag) in lags { metrics.setLag(topic: tp.topic, partition: tp.partition, lag: lag.lag) }
+                lagReport.withLock { $0 = (lags.mapValues(\.lag), asked) }
             }
         }
     }

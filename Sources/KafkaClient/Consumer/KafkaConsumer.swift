@@ -286,6 +286,15 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// The high watermark librdkafka last saw for `partition` in a fetch response, without a round trip; nil
+    /// before the first response.
+    public func cachedHighWatermark(_ partition: TopicPartition) -> Int64? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        rd_kafka_get_watermark_offsets(handle.pointer, partition.topic, partition.partition, &low, &high)
+        return high >= 0 ? high : nil
+    }
+
     /// Lag per assigned partition: the high watermark minus this consumer's position (or its committed offset
     /// when it has not fetched yet). Watermarks come from librdkafka's cache, filled by every fetch response, so
     /// this is cheap; the broker is asked only for partitions with no cached watermark yet.
