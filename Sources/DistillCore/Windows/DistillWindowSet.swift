@@ -145,8 +145,7 @@ public struct DistillWindowSet: Sendable, Codable {
 
     /// Per-partition partial panes not yet sealed, over every event-time window (bounded by partitions × skew).
     public var openPaneCount: Int {
-        timeWindows.reduce(0) { $0 + $1.openPanes.values.reduce(0) { $0 + $1.count } }
-            + calibrationTime.reduce(0) { $0 + $1.openPanes.values.reduce(0) { $0 + $1.count } }
+        timeWindows.reduce(0) { $0 + $1.openPaneCount } + calibrationTime.reduce(0) { $0 + $1.openPaneCount }
     }
 
     /// Folds one sample into every window, under each group in `groups` whose filters match it.

@@ -85,8 +85,10 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
         }
     }
 
+    /// Per-partition partial panes not yet sealed.
+    public var openPaneCount: Int { openPanes.values.reduce(0) { $0 + $1.count } }
     /// Panes held, sealed and open (each partition's open pane counts once).
-    public var paneCount: Int { panes.count + openPanes.values.reduce(0) { $0 + $1.count } }
+    public var paneCount: Int { panes.count + openPaneCount }
 
     /// Offers a sample with event time `eventTime` read from input `partition`; if it is not late, `update` folds it
     /// into that partition's aggregates for the sample's pane (create missing groups with `dict[key, default: empty]`).

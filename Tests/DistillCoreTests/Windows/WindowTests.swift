@@ -97,7 +97,7 @@ struct WindowTests {
         for i in 0..<50_000 {
             w.ingest(eventTime: Int64(i) * 1_000) { $0["g", default: Counter()].n += 1 }
             emitted += w.closeReady().count
-            maxPanes = max(maxPanes, w.panes.count)
+            maxPanes = max(maxPanes, w.paneCount)
         }
         #expect(maxPanes <= 62)   // 60 panes per window + the open pane + grace
         #expect(emitted == 50_000 / 60 - 1)

@@ -53,15 +53,7 @@ struct CrashRecoveryTests {
             if case .decision(let d) = output { return AlertEvent.id(for: d) }
             return nil
         })
-        let context = DistillOutputContext(source: "reference", configRevision: config.revision,
-                                           confidenceLevel: config.statistics.confidenceLevel)
-        var expectedFigures: [String: [String: Double]] = [:]
-        for case .windowClosed(let window, let reports) in referenceOutputs {
-            for report in reports {
-                let snapshot = WindowSnapshot(report: report, context: context, firstSequence: window.firstSequence)
-                if let (id, values) = Self.figures(try snapshot.jsonBytes()) { expectedFigures[id] = values }
-            }
-        }
+        let expectedFigures = try Self.snapshotFigures(of: referenceOutputs, config: config)
 
         let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
         let probe = try KafkaConsumer(groupID: config.consumerGroup, properties: broker.clientProperties)
@@ -156,25 +148,48 @@ struct CrashRecoveryTests {
         // Window figures: every snapshot published (a window re-emitted after a crash included) equals the
         // uninterrupted reference, and no window is missing.
         let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
+        let check = Self.compareSnapshots(snapshots, with: expectedFigures)
+        print("figure: window snapshots=\(snapshots.count) distinct=\(check.seen) expected=\(expectedFigures.count) "
+              + "missing=\(check.missing) mismatched=\(check.mismatched)")
+        #expect(check.unreadable == 0)
+        #expect(check.compared > 50)
+        #expect(check.missing == 0)
+        #expect(check.mismatched == 0, "window figures equal the uninterrupted run's")
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    /// The numbers of every window snapshot an engine run produced, by snapshot id (see `figures(_:)`).
+    static func snapshotFigures(of outputs: [EngineOutput], config: DistillConfig) throws
+        -> [String: [String: Double]] {
+        let context = DistillOutputContext(source: "reference", configRevision: config.revision,
+                                           confidenceLevel: config.statistics.confidenceLevel)
+        var out: [String: [String: Double]] = [:]
+        for case .windowClosed(let window, let reports) in outputs {
+            for report in reports {
+                let snapshot = WindowSnapshot(report: report, context: context, firstSequence: window.firstSequence)
+                if let (id, values) = figures(try snapshot.jsonBytes()) { out[id] = values }
+            }
+        }
+        return out
+    }
+
+    /// Published snapshots against the reference's: a snapshot matches when every number is within 1e-9 (relative);
+    /// one the reference does not have counts as mismatched, a reference window never published as missing.
+    static func compareSnapshots(_ messages: [KafkaMessage], with expected: [String: [String: Double]])
+        -> (seen: Int, compared: Int, mismatched: Int, missing: Int, unreadable: Int) {
         var seen = Set<String>()
-        var mismatched = 0, compared = 0
-        for message in snapshots {
-            guard let (id, values) = Self.figures(message.value) else { Issue.record("unreadable snapshot"); continue }
+        var compared = 0, mismatched = 0, unreadable = 0
+        for message in messages {
+            guard let (id, values) = figures(message.value) else { unreadable += 1; continue }
             seen.insert(id)
-            guard let want = expectedFigures[id] else { mismatched += 1; continue }
+            guard let want = expected[id] else { mismatched += 1; continue }
             compared += 1
             let same = want.keys == values.keys && want.allSatisfy { name, x in
                 abs(x - values[name]!) <= 1e-9 * max(1, abs(x))
             }
             if !same { mismatched += 1 }
         }
-        let missing = Set(expectedFigures.keys).subtracting(seen).count
-        print("figure: window snapshots=\(snapshots.count) distinct=\(seen.count) expected=\(expectedFigures.count) "
-              + "missing=\(missing) mismatched=\(mismatched)")
-        #expect(compared > 50)
-        #expect(missing == 0)
-        #expect(mismatched == 0, "window figures equal the uninterrupted run's")
-        try? FileManager.default.removeItem(at: dir)
+        return (seen.count, compared, mismatched, Set(expected.keys).subtracting(seen).count, unreadable)
     }
 
     /// A snapshot's id and its numbers: window sample count, each figure's value and interval ends.

@@ -94,15 +94,7 @@ struct OutageTests {
         let records = scenario.records()
         let referenceOutputs = DistillEngineTests.run(records, engine: try DistillEngine(config: config))
         let expected = HostileInputTests.alertIDs(referenceOutputs)
-        let context = DistillOutputContext(source: "reference", configRevision: config.revision,
-                                           confidenceLevel: config.statistics.confidenceLevel)
-        var expectedFigures: [String: [String: Double]] = [:]
-        for case .windowClosed(let window, let reports) in referenceOutputs {
-            for report in reports {
-                let snapshot = WindowSnapshot(report: report, context: context, firstSequence: window.firstSequence)
-                if let (id, values) = CrashRecoveryTests.figures(try snapshot.jsonBytes()) { expectedFigures[id] = values }
-            }
-        }
+        let expectedFigures = try CrashRecoveryTests.snapshotFigures(of: referenceOutputs, config: config)
         let half = records.count / 2
         let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
         for bytes in records[..<half] {
@@ -187,17 +179,13 @@ struct OutageTests {
         figures.lost = expected.subtracting(ids).count
         figures.unexpected = Set(ids).subtracting(expected).count
         figures.restarts = supervisor.restarts.withLock { $0 }
-        var seen = Set<String>()
-        for message in try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers) {
-            guard let (id, values) = CrashRecoveryTests.figures(message.value) else { continue }
-            seen.insert(id)
-            guard let want = expectedFigures[id] else { figures.windowsMismatched += 1; continue }
-            figures.windowsCompared += 1
-            if !(want.keys == values.keys && want.allSatisfy({ abs($1 - values[$0]!) <= 1e-9 * max(1, abs($1)) })) {
-                figures.windowsMismatched += 1
-            }
-        }
-        figures.windowsMissing = Set(expectedFigures.keys).subtracting(seen).count
+        let check = CrashRecoveryTests.compareSnapshots(
+            try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers),
+            with: expectedFigures)
+        figures.windowsCompared = check.compared
+        // An unreadable snapshot is a wrong one.
+        figures.windowsMismatched = check.mismatched + check.unreadable
+        figures.windowsMissing = check.missing
         #expect(!expected.isEmpty)
         return figures
     }
