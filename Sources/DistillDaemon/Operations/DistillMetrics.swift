@@ -60,6 +60,7 @@ public final class DistillMetrics: Sendable {
     private let checkpointWrite: Metrics.Timer
     private let deliveryFailures: Counter
     private let commitFailures: Counter
+    private let checkpointFailures: Counter
 
     /// Creates the instruments in a registry of their own.
     ///
@@ -102,6 +103,7 @@ public final class DistillMetrics: Sendable {
         self.checkpointWrite = Metrics.Timer(label: MetricName.checkpointWrite, factory: factory)
         self.deliveryFailures = Counter(label: MetricName.deliveryFailures, factory: factory)
         self.commitFailures = Counter(label: MetricName.commitFailures, factory: factory)
+        self.checkpointFailures = Counter(label: MetricName.checkpointFailures, factory: factory)
         self.dynamic = Mutex(DynamicInstruments(limit: labelSetLimit))
     }
 
@@ -209,6 +211,11 @@ public final class DistillMetrics: Sendable {
         dynamic.withLock { $0.lastCheckpointMilliseconds = at }
     }
 
+    /// Counts a checkpoint that could not be written (full or read-only state directory...): nothing was committed.
+    public func checkpointFailed() {
+        checkpointFailures.increment()
+    }
+
     /// Records the write time of the checkpoint restored at start, so the age is right before the first new write.
     public func checkpointRestored(writtenAtMilliseconds: Int64) {
         dynamic.withLock { $0.lastCheckpointMilliseconds = writtenAtMilliseconds }
@@ -306,6 +313,7 @@ enum MetricName {
     static let outputRecords = "distilld_output_records_total"
     static let deliveryFailures = "distilld_delivery_failures_total"
     static let commitFailures = "distilld_commit_failures_total"
+    static let checkpointFailures = "distilld_checkpoint_failures_total"
 }
 
 // MARK: - DynamicInstruments

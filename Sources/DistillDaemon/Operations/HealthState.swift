@@ -69,6 +69,17 @@ public final class HealthState: Sendable {
         }
     }
 
+    /// A checkpoint could not be written: not ready, with `reason`, until one is written again. Live all the same:
+    /// the daemon keeps processing and retries, and commits nothing in the meantime.
+    public func checkpointFailing(reason: String) {
+        machine.withLock { $0.checkpointFailure = reason }
+    }
+
+    /// A checkpoint was written: clears ``checkpointFailing(reason:)``.
+    public func checkpointWritten() {
+        machine.withLock { $0.checkpointFailure = nil }
+    }
+
     /// A fatal error: not live and not ready from now on; `reason` is what the probes report.
     public func failed(reason: String) {
         machine.withLock { $0.phase = .failed(reason: reason) }
@@ -88,6 +99,7 @@ struct HealthMachine {
     var phase = Phase.running
     var stateRestored = false
     var assigned = false
+    var checkpointFailure: String?
 
     var status: HealthState.Status {
         switch phase {
@@ -101,6 +113,9 @@ struct HealthMachine {
             }
             if !assigned {
                 return HealthState.Status(isLive: true, isReady: false, reason: "waiting for partition assignment")
+            }
+            if let failure = checkpointFailure {
+                return HealthState.Status(isLive: true, isReady: false, reason: "state checkpoint failing: \(failure)")
             }
             return HealthState.Status(isLive: true, isReady: true, reason: "ok")
         }

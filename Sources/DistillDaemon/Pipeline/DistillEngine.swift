@@ -441,7 +441,7 @@ extension DistillEngine {
 extension DistillEngine {
     /// Everything the engine knows that is not re-read from Kafka on start (the registry is: the `teachers` topic
     /// is read from its beginning). Encoded into the state checkpoint.
-    struct EngineState: Codable {
+    struct EngineState: Codable, Sendable {
         /// 2: event-time panes kept per input partition until sealed; waiting samples remember their partition.
         static let currentFormat = 2
         var formatVersion = currentFormat
@@ -461,12 +461,22 @@ extension DistillEngine {
 
     /// The engine's state as bytes (JSON), for the state checkpoint.
     public func snapshot() throws -> [UInt8] {
-        let state = EngineState(
+        try Self.encode(state())
+    }
+
+    /// The engine's state at this instant, as a value. Cheap: the windows and buffers are copy-on-write, so the
+    /// daemon takes it between batches and encodes it on another thread while the loop goes on.
+    func state() -> EngineState {
+        EngineState(
             configRevision: config.revision, windows: windows, evaluator: evaluator, labelJoin: labelJoin,
             emittedAlerts: emittedAlerts.sorted(), recentIDs: recentIDs, parked: parked, counters: counters,
             partitionEventTime: partitionEventTime, samplesSinceCheckpoint: samplesSinceCheckpoint,
             student: distiller.map { Data($0.trainerState()) })
-        return Array(try JSONEncoder().encode(state))
+    }
+
+    /// A state taken by ``state()`` as the checkpoint's bytes.
+    static func encode(_ state: EngineState) throws -> [UInt8] {
+        Array(try JSONEncoder().encode(state))
     }
 
     /// Restores a snapshot. Window and trigger configuration come from the current config (thresholds may have
@@ -510,7 +520,7 @@ public enum EngineStateError: Error, CustomStringConvertible {
 }
 
 /// A sample waiting for the registry to learn its teacher version.
-struct ParkedSample: Codable {
+struct ParkedSample: Codable, Sendable {
     var sample: [UInt8]
     var key: [UInt8]?
     var position: InputPosition
@@ -542,7 +552,7 @@ struct ParkedSample: Codable {
 // MARK: - Bounded helpers
 
 /// Remembers the last `capacity` ids, to drop duplicate samples without unbounded memory.
-struct RecentIDs: Codable {
+struct RecentIDs: Codable, Sendable {
     let capacity: Int
     private var set: Set<String> = []
     private var order: [String] = []

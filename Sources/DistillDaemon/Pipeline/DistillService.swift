@@ -21,12 +21,16 @@ public struct DistillService: Service {
     public let health: HealthState
     /// The file to re-read on SIGHUP (thresholds and rules reload without losing state); nil disables reload.
     public let configPath: String?
+    /// The state directory's system calls; tests pass one that fails (a full or read-only disk) on demand.
+    public let stateIO: any StateFileIO
 
     public init(
         config: DistillConfig, logger: Logger, hooks: DistillServiceHooks = DistillServiceHooks(),
-        metrics: DistillMetrics = DistillMetrics(), health: HealthState = HealthState(), configPath: String? = nil
+        metrics: DistillMetrics = DistillMetrics(), health: HealthState = HealthState(), configPath: String? = nil,
+        stateIO: any StateFileIO = StatePOSIXFileIO()
     ) {
         self.configPath = configPath
+        self.stateIO = stateIO
         self.config = config
         self.logger = logger
         self.hooks = hooks
@@ -38,7 +42,8 @@ public struct DistillService: Service {
         let connection = try KafkaConnection(config.broker, logger: logger)
         hooks.onConnected(connection)
         let runner = try PipelineRunner(
-            config: config, connection: connection, hooks: hooks, metrics: metrics, health: health, logger: logger)
+            config: config, connection: connection, hooks: hooks, metrics: metrics, health: health,
+            stateIO: stateIO, logger: logger)
         let reloads = configPath.map { ReloadSignal(path: $0, logger: logger) }
         runner.reload = reloads
         do {

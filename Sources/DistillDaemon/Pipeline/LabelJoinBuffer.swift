@@ -7,7 +7,7 @@ import DistillCore
 /// An unlabeled sample waits here (features dropped: the windows need only the logits) until its label arrives or
 /// it falls out of the join window. A label that arrives first waits for its sample the same way. When either side
 /// is full, the oldest entry is dropped and counted: memory never grows with traffic.
-struct LabelJoinBuffer: Codable {
+struct LabelJoinBuffer: Codable, Sendable {
     let windowMillis: Int64
     let capacity: Int
     /// Waiting samples by id, with the input partition each was read from.
@@ -86,13 +86,13 @@ struct LabelJoinBuffer: Codable {
 }
 
 /// An unlabeled sample waiting for its label, and the partition whose panes its labeled half belongs to.
-struct WaitingSample: Codable {
+struct WaitingSample: Codable, Sendable {
     var sample: DistillSample
     var partition: Int32
 }
 
 /// One waiting id and its event time, in arrival order.
-struct JoinEntry: Codable {
+struct JoinEntry: Codable, Sendable {
     var id: String
     var ts: Int64
 }

@@ -10,13 +10,18 @@ import Synchronization
 /// The daemon's loop: Kafka in, `DistillEngine`, Kafka out, with the commit protocol that loses and doubles nothing.
 ///
 /// Commit protocol, every `state.interval` and on shutdown:
-/// 1. wait until the broker acknowledged every output produced so far (a failed delivery stops the daemon
-///    *without* committing, so a restart recomputes and re-sends it);
+/// 1. wait until the broker acknowledged every output the checkpointed state derived (a failed delivery stops the
+///    daemon *without* committing, so a restart recomputes and re-sends it);
 /// 2. write the state checkpoint (engine state + the next input offset per partition) durably;
 /// 3. only then store and commit those offsets in the consumer group.
 /// A crash between 2 and 3 is safe: on start the runner seeks to the checkpoint's offsets, which are never behind
 /// the committed ones, so nothing is folded in twice; alert ids are deterministic and already-emitted ids live in
 /// the checkpoint, so nothing is sent twice.
+///
+/// The loop only takes the checkpoint (a copy-on-write snapshot and the offsets, between two batches); steps 1–3
+/// run in the background (`CheckpointWriter`) while the loop goes on. One checkpoint is in flight at a time. A
+/// checkpoint that cannot be written (full or read-only state directory) commits nothing; the daemon reports it
+/// (log, `distilld_checkpoint_failures_total`, `/readyz`) and retries at the next interval.
 final class PipelineRunner {
     let config: DistillConfig
     let logger: Logger
@@ -48,13 +53,19 @@ final class PipelineRunner {
     private var positions: [TopicPartition: Int64] = [:]
     /// Offsets from the restored checkpoint: where each partition resumes.
     private var resumeAt: [TopicPartition: Int64] = [:]
-    private let failures = DeliveryFailures()
+    /// Outputs not yet acknowledged, per checkpoint epoch.
+    private let ledger: OutputLedger
+    private let writer: CheckpointWriter
+    /// The checkpoint being completed in the background, and whether it has finished.
+    private var inFlight: (task: Task<CheckpointOutcome, Never>, done: Locked<Bool>)?
     private var lastCheckpoint = ContinuousClock.now
-    private var published = 0
+    /// Checkpoints failed in a row, and when that was last logged (a failing volume is logged once a minute).
+    private var failedCheckpoints = 0
+    private var failureLogged: ContinuousClock.Instant?
 
     init(
         config: DistillConfig, connection: KafkaConnection, hooks: DistillServiceHooks, metrics: DistillMetrics,
-        health: HealthState, logger: Logger
+        health: HealthState, stateIO: any StateFileIO = StatePOSIXFileIO(), logger: Logger
     ) throws {
         self.config = config
         self.logger = logger
@@ -67,7 +78,11 @@ final class PipelineRunner {
         inputs = try KafkaConsumer(groupID: config.consumerGroup, properties: connection.properties, logger: logger)
         registryConsumer = try KafkaConsumer(
             groupID: config.consumerGroup + ".registry", properties: connection.properties, logger: logger)
-        store = StateStore(directory: config.state.directory, logger: logger)
+        store = StateStore(directory: config.state.directory, io: stateIO, logger: logger)
+        let ledger = OutputLedger()
+        self.ledger = ledger
+        writer = CheckpointWriter(
+            ledger: ledger, store: store, inputs: inputs, hooks: hooks, metrics: metrics, logger: logger)
         output = DistillOutputContext(
             source: DistillOutputContext.source(instance: hooks.instance), configRevision: config.revision,
             confidenceLevel: config.statistics.confidenceLevel)
@@ -95,7 +110,7 @@ final class PipelineRunner {
         lagQuery?.cancel()
         await lagQuery?.value
         logger.info("shutting down: final checkpoint")
-        try await checkpoint()
+        try await finalCheckpoint()
         await inputs.close()
         await registryConsumer.close()
         await producer.close()
@@ -151,8 +166,12 @@ final class PipelineRunner {
             try publish(engine.partitionIdle(p))
         }
         reportCounters()
-        if ContinuousClock.now - lastCheckpoint >= .milliseconds(config.state.intervalMillis) {
-            try await checkpoint()
+        if let (task, done) = inFlight, done.withLock({ $0 }) {
+            inFlight = nil
+            try settle(await task.value, final: false)
+        }
+        if inFlight == nil && ContinuousClock.now - lastCheckpoint >= .milliseconds(config.state.intervalMillis) {
+            startCheckpoint()
         }
         if ContinuousClock.now - lastLagUpdate >= Self.lagEvery {
             lastLagUpdate = ContinuousClock.now
@@ -296,7 +315,6 @@ final class PipelineRunner {
                 for report in reports {
                     let snapshot = WindowSnapshot(report: report, context: output, firstSequence: window.firstSequence)
                     try send(try snapshot.producerRecord(topic: config.topics.windows))
-                    published += 1
                 }
                 continue
             case .calibration(let check):
@@ -317,74 +335,97 @@ final class PipelineRunner {
             }
             try send(record)
             metrics.outputRecords(topic: record.topic)
-            published += 1
         }
     }
 
     private func send(_ record: ProducerRecord) throws {
-        let failures = self.failures
+        let ledger = self.ledger
+        let epoch = ledger.sending()
         while true {
             do {
                 try producer.send(record) { result in
-                    if case .failure(let error) = result { failures.record(error) }
+                    switch result {
+                    case .success: ledger.settled(epoch: epoch, error: nil)
+                    case .failure(let error): ledger.settled(epoch: epoch, error: error)
+                    }
                 }
                 return
             } catch where error.code == .queueFull {
                 // The local queue drains as the broker acknowledges; waiting here is the backpressure.
                 Thread.sleep(forTimeInterval: 0.002)
+            } catch {
+                ledger.settled(epoch: epoch, error: error)
+                throw error
             }
         }
     }
 
     // MARK: Checkpoint
 
-    /// Outputs acknowledged → state durable → offsets committed, in that order.
-    func checkpoint() async throws {
-        let started = ContinuousClock.now
-        try await producer.flush(timeout: .seconds(60))
-        if let failure = failures.first {
+    /// Takes a checkpoint between two batches and completes it in the background.
+    private func startCheckpoint() {
+        let job = CheckpointJob(
+            epoch: ledger.seal(), engine: engine.state(), offsets: positions, configRevision: config.revision)
+        lastCheckpoint = ContinuousClock.now
+        let done = Locked(false)
+        let writer = self.writer
+        let task = Task {
+            let outcome = await writer.complete(job)
+            done.withLock { $0 = true }
+            return outcome
+        }
+        inFlight = (task, done)
+    }
+
+    /// On shutdown: lets the checkpoint in flight finish, then writes one covering everything read.
+    private func finalCheckpoint() async throws {
+        if let (task, _) = inFlight {
+            inFlight = nil
+            try settle(await task.value, final: false)
+        }
+        startCheckpoint()
+        if let (task, _) = inFlight {
+            inFlight = nil
+            try settle(await task.value, final: true)
+        }
+    }
+
+    /// Reports a finished checkpoint. A delivery failure stops the daemon; a write failure stops it only at
+    /// shutdown (there is no later checkpoint to retry with).
+    private func settle(_ outcome: CheckpointOutcome, final: Bool) throws {
+        switch outcome {
+        case .written(let receipt, _):
+            metrics.checkpointWritten(duration: receipt.duration)
+            health.checkpointWritten()
+            if failedCheckpoints > 0 {
+                logger.notice("checkpoint written again; offsets are committed again",
+                              metadata: ["failed_attempts": "\(failedCheckpoints)"])
+                failedCheckpoints = 0
+                failureLogged = nil
+            }
+        case .deliveryFailed(let failure):
             metrics.deliveryFailed()
             throw DaemonError.delivery("an output could not be delivered (\(failure)); stopping without "
                                        + "committing, so a restart recomputes and re-sends it")
-        }
-        let offsets = Dictionary(uniqueKeysWithValues: positions.map {
-            (StateTopicPartition(topic: $0.key.topic, partition: $0.key.partition), $0.value)
-        })
-        let snapshot = StateCheckpoint(
-            sequence: store.nextSequence, createdAtMilliseconds: StateStore.systemMilliseconds(),
-            configRevision: config.revision, writerVersion: DistillService.version, offsets: offsets,
-            sections: [StateSection(name: "engine", bytes: try engine.snapshot())])
-        let receipt = try store.write(snapshot)
-        metrics.checkpointWritten(duration: receipt.duration)
-        hooks.onCheckpoint(positions)
-        let assigned = Set(inputs.assignment)
-        let done = positions.filter { assigned.contains($0.key) }
-        if !done.isEmpty {
-            do {
-                try inputs.markDone(done)
-                try await inputs.commit()
-            } catch {
-                // Not fatal: a restart resumes from the checkpoint's offsets, not the group's, and the next
-                // checkpoint commits again. A broker outage or a lost assignment must not stop the daemon.
-                metrics.commitFailed()
-                logger.warning("offset commit failed; the checkpoint holds the offsets, retrying at the next one",
-                               metadata: ["error": "\(error)"])
+        case .writeFailed(let why):
+            metrics.checkpointFailed()
+            health.checkpointFailing(reason: why)
+            if final {
+                throw DaemonError.state("the final checkpoint could not be written (\(why)); no offsets were "
+                                        + "committed past the last durable checkpoint, which a restart resumes from")
+            }
+            failedCheckpoints += 1
+            if failureLogged.map({ ContinuousClock.now - $0 >= .seconds(60) }) ?? true {
+                failureLogged = ContinuousClock.now
+                logger.error("checkpoint not written; no offsets committed, retrying every state.interval", metadata: [
+                    "error": "\(why)", "failed_attempts": "\(failedCheckpoints)",
+                    "interval_ms": "\(config.state.intervalMillis)"])
             }
         }
-        lastCheckpoint = ContinuousClock.now
-        logger.debug("checkpoint", metadata: [
-            "took": "\(ContinuousClock.now - started)", "outputs": "\(published)", "partitions": "\(done.count)"])
     }
 }
 
 // MARK: - Helpers
-
-/// Delivery failures seen by producer callbacks (which run on librdkafka's thread).
-final class DeliveryFailures: Sendable {
-    private let errors = Locked<[KafkaError]>([])
-    func record(_ error: KafkaError) { errors.withLock { $0.append(error) } }
-    var first: KafkaError? { errors.withLock { $0.first } }
-}
 
 /// A value behind a lock, shareable with escaping closures.
 final class Locked<Value: Sendable>: Sendable {

@@ -183,7 +183,7 @@ public final class StateStore: Sendable {
                 metrics.writeFailures += 1
                 metrics.lastError = error
             }
-            logger.error("checkpoint write failed", metadata: ["error": "\(error)"])
+            // The caller reports it (with its own retry policy); logging here too would say it twice.
             throw error
         }
     }
