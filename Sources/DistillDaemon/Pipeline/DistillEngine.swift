@@ -443,7 +443,8 @@ extension DistillEngine {
     /// is read from its beginning). Encoded into the state checkpoint.
     struct EngineState: Codable, Sendable {
         /// 2: event-time panes kept per input partition until sealed; waiting samples remember their partition.
-        static let currentFormat = 2
+        /// 3: the same fields in the `StateBinary` form instead of JSON (format 2 checkpoints are still read).
+        static let currentFormat = 3
         var formatVersion = currentFormat
         var configRevision: String
         var windows: DistillWindowSet
@@ -476,20 +477,24 @@ extension DistillEngine {
 
     /// A state taken by ``state()`` as the checkpoint's bytes.
     static func encode(_ state: EngineState) throws -> [UInt8] {
-        Array(try JSONEncoder().encode(state))
+        try StateBinaryEncoder().encode(state)
     }
 
     /// Restores a snapshot. Window and trigger configuration come from the current config (thresholds may have
     /// changed); the windows themselves must have the same shape, or restoring is refused.
     public func restore(_ bytes: [UInt8]) throws {
         struct Header: Decodable { var formatVersion: Int }
-        let header = try JSONDecoder().decode(Header.self, from: Data(bytes))
-        guard header.formatVersion == EngineState.currentFormat else {
+        // Format 3 is binary; format 2 was the same fields as JSON, so an upgrade keeps its state.
+        let binary = StateBinary.recognizes(bytes)
+        let header = binary ? try StateBinaryDecoder().decode(Header.self, from: bytes)
+            : try JSONDecoder().decode(Header.self, from: Data(bytes))
+        guard header.formatVersion == (binary ? EngineState.currentFormat : 2) else {
             throw EngineStateError.incompatible(
-                "engine state format \(header.formatVersion), this build reads \(EngineState.currentFormat); start "
-                    + "from a fresh state (state.on_corrupt: reset)")
+                "engine state format \(header.formatVersion), this build reads 2 and \(EngineState.currentFormat); "
+                    + "start from a fresh state (state.on_corrupt: reset)")
         }
-        let state = try JSONDecoder().decode(EngineState.self, from: Data(bytes))
+        let state = binary ? try StateBinaryDecoder().decode(EngineState.self, from: bytes)
+            : try JSONDecoder().decode(EngineState.self, from: Data(bytes))
         guard state.windows.config == config.statistics else {
             throw EngineStateError.incompatible(
                 "the checkpoint's windows or statistics settings differ from the config; restore the old windows "
@@ -559,6 +564,29 @@ struct RecentIDs: Codable, Sendable {
     private var head = 0
 
     init(capacity: Int) { self.capacity = capacity }
+
+    // The set is rebuilt from `order` on decode: encoding it too doubled the bytes and made checkpoints depend
+    // on the set's hash order.
+    enum CodingKeys: String, CodingKey { case capacity, order, head }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        capacity = try c.decode(Int.self, forKey: .capacity)
+        order = try c.decode([String].self, forKey: .order)
+        head = try c.decode(Int.self, forKey: .head)
+        set = Set(order)
+        guard capacity > 0, order.count <= capacity, head >= 0, head < max(order.count, 1), set.count == order.count
+        else {
+            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription: "inconsistent ids"))
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(capacity, forKey: .capacity)
+        try c.encode(order, forKey: .order)
+        try c.encode(head, forKey: .head)
+    }
 
     /// True when the id is new.
     mutating func insert(_ id: String) -> Bool {

@@ -1,0 +1,155 @@
+import DistillCore
+import Foundation
+import Testing
+
+@testable import DistillDaemon
+
+/// The binary form of the engine state: every value comes back exactly (checked against JSON, a second encoder),
+/// and damaged bytes throw instead of trapping.
+@Suite("StateBinary coder")
+struct StateBinaryCoderTests {
+    enum Shape: Codable, Equatable {
+        case point
+        case window(sizeMillis: Int64, slide: Int64?)
+        case named(String)
+    }
+
+    struct Edge: Codable, Equatable {
+        var ints: [Int64] = [.min, -1, 0, 1, .max]
+        var unsigned: [UInt64] = [0, 127, 128, .max]
+        var small: [Int8] = [.min, .max]
+        var halfs: [UInt16] = [0, .max]
+        var floats: [Float] = [-0.0, .leastNonzeroMagnitude, .greatestFiniteMagnitude, .infinity, -.infinity]
+        var doubles: [Double] = [-0.0, .leastNonzeroMagnitude, 1e-310, .pi, -.infinity]
+        var text = ["", "ascii", "ünïcödé ✓", "line\nbreak\u{0}nul"]
+        var optional: String? = nil
+        var present: Int? = 42
+        var nested: [[Int]] = [[], [1], [2, 3]]
+        var byName: [String: Double] = ["a": 1.5, "": -2]
+        var byNumber: [Int32: String] = [3: "three", -1: "minus one"]
+        var byInt: [Int: Bool] = [7: true, -7: false]
+        var shapes: [Shape] = [.point, .window(sizeMillis: 60_000, slide: nil), .window(sizeMillis: 1, slide: 2),
+                               .named("x")]
+        var blob = Data([0, 1, 2, 255])
+        var empty = Data()
+        var flag = true
+    }
+
+    @Test("Edge values round-trip bit for bit")
+    func edges() throws {
+        let value = Edge()
+        let bytes = try StateBinaryEncoder().encode(value)
+        let back = try StateBinaryDecoder().decode(Edge.self, from: bytes)
+        #expect(back == value)
+        // Equality treats -0 and 0 alike: compare the bits too.
+        #expect(back.floats.map(\.bitPattern) == value.floats.map(\.bitPattern))
+        #expect(back.doubles.map(\.bitPattern) == value.doubles.map(\.bitPattern))
+        // NaN payloads survive (JSON could not carry them at all).
+        let nan = Float(bitPattern: 0x7FC0_1234)
+        let nans = try StateBinaryDecoder().decode([Float].self, from: StateBinaryEncoder().encode([nan, -nan]))
+        #expect(nans.map(\.bitPattern) == [nan.bitPattern, (-nan).bitPattern])
+    }
+
+    @Test("An integer that does not fit the type read is refused")
+    func narrowing() throws {
+        let bytes = try StateBinaryEncoder().encode([Int64(300)])
+        #expect(throws: DecodingError.self) { try StateBinaryDecoder().decode([Int8].self, from: bytes) }
+        let negative = try StateBinaryEncoder().encode([-1])
+        #expect(throws: DecodingError.self) { try StateBinaryDecoder().decode([UInt].self, from: negative) }
+    }
+
+    /// A real engine state, after the rotation scenario with labels: windows, join buffer, episodes, ids.
+    static func engineState() throws -> DistillEngine.EngineState {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let engine = try DistillEngine(config: config)
+        let records = RotationScenario().records()
+        _ = DistillEngineTests.run(Array(records.prefix(records.count * 2 / 3)), engine: engine)
+        return engine.state()
+    }
+
+    @Test("A real engine state decodes to the same value: its JSON before and after is identical")
+    func engineStateRoundTrip() throws {
+        let state = try Self.engineState()
+        let json = JSONEncoder()
+        json.outputFormatting = .sortedKeys
+        let bytes = try StateBinaryEncoder().encode(state)
+        let back = try StateBinaryDecoder().decode(DistillEngine.EngineState.self, from: bytes)
+        let before = try json.encode(state), after = try json.encode(back)
+        // Dictionaries with number keys encode as arrays in hash order, which differs between two instances of
+        // the same dictionary, so an array may match as a multiset; everything else must match exactly.
+        let a = try JSONSerialization.jsonObject(with: before), b = try JSONSerialization.jsonObject(with: after)
+        #expect(Self.equivalent(a, b), "the decoded state differs from the encoded one")
+        #expect(before.count > 10_000, "the scenario left real state behind")
+        // Smaller than the JSON it replaces (no base64, no repeated quoting).
+        #expect(bytes.count < before.count)
+        print("figure: engine state JSON \(before.count) B, binary \(bytes.count) B")
+    }
+
+    /// JSON values equal, except that arrays may differ in order.
+    static func equivalent(_ a: Any, _ b: Any) -> Bool {
+        switch (a, b) {
+        case let (x as [String: Any], y as [String: Any]):
+            return x.count == y.count && x.allSatisfy { key, value in y[key].map { equivalent(value, $0) } ?? false }
+        case let (x as [Any], y as [Any]):
+            return x.count == y.count
+                && (zip(x, y).allSatisfy { equivalent($0, $1) } || x.map(canonical).sorted() == y.map(canonical).sorted())
+        case let (x as NSNumber, y as NSNumber): return x == y
+        case let (x as String, y as String): return x == y
+        case (is NSNull, is NSNull): return true
+        default: return false
+        }
+    }
+
+    static func canonical(_ v: Any) -> String {
+        switch v {
+        case let d as [String: Any]: "{" + d.keys.sorted().map { "\($0):" + canonical(d[$0]!) }.joined(separator: ",") + "}"
+        case let a as [Any]: "[" + a.map(canonical).joined(separator: ",") + "]"
+        default: "\(v)"
+        }
+    }
+
+    @Test("Every truncation and many byte flips of a real state throw or decode, never trap")
+    func damage() throws {
+        let bytes = try StateBinaryEncoder().encode(try Self.engineState())
+        var thrown = 0, cuts = 0
+        for cut in stride(from: 0, to: bytes.count, by: max(1, bytes.count / 400)) {
+            cuts += 1
+            do {
+                _ = try StateBinaryDecoder().decode(DistillEngine.EngineState.self, from: Array(bytes[..<cut]))
+            } catch { thrown += 1 }
+        }
+        #expect(thrown == cuts, "every truncation is detected")
+        var rng = SplitMix(seed: 77)
+        for _ in 0..<300 {
+            var damaged = bytes
+            let at = StateBinary.magic.count + Int(rng.next() % UInt64(bytes.count - StateBinary.magic.count))
+            damaged[at] ^= UInt8(truncatingIfNeeded: rng.next() | 1)
+            _ = try? StateBinaryDecoder().decode(DistillEngine.EngineState.self, from: damaged)
+        }
+    }
+
+    @Test("A format 2 (JSON) engine state from the previous build is still restored")
+    func readsFormat2() throws {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let records = RotationScenario().records()
+        let half = records.count / 2
+        let first = try DistillEngine(config: config)
+        _ = DistillEngineTests.run(Array(records[..<half]), engine: first)
+        var old = first.state()
+        old.formatVersion = 2
+        let json = Array(try JSONEncoder().encode(old))
+        let fromJSON = try DistillEngine(config: config)
+        try fromJSON.restore(json)
+        let fromBinary = try DistillEngine(config: config)
+        try fromBinary.restore(first.snapshot())
+        let rest = Array(records[half...])
+        let a = DistillEngineTests.run(rest, engine: fromJSON), b = DistillEngineTests.run(rest, engine: fromBinary)
+        #expect(windowReports(a) == windowReports(b) && !windowReports(a).isEmpty)
+        // Any other JSON format is refused with the versions this build reads.
+        old.formatVersion = 1
+        let error = #expect(throws: EngineStateError.self) {
+            try DistillEngine(config: config).restore(Array(try JSONEncoder().encode(old)))
+        }
+        #expect(error?.description.contains("format 1, this build reads 2 and 3") == true)
+    }
+}
