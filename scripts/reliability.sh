@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The long reliability suite (`make reliability`): kill -9 ×20 over 100,000 samples, SIGTERM ×20, 100,000 records
-# with 10% mutated, broker outages of 1/5/30 s and beyond the message timeout, leader churn for a minute, broker
-# latency, state-store faults, then the libFuzzer targets. Prints every `figure:` line as a table at the end.
+# with 10% mutated, broker outages of 1/5/30 s and beyond the message timeout (outputs in flight: the output leader
+# down 20 s, so the daemon stops on the failed delivery and is restarted), leader churn for a minute, broker latency
+# 0/300 ms/2 s with produce→alert latency p50/p99, overload at twice the measured processing rate for 60 s, a 20 min
+# soak, state-store faults, then the libFuzzer targets. Prints every `figure:` line as a table at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh

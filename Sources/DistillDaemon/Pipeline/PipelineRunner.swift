@@ -45,6 +45,8 @@ final class PipelineRunner {
     private let lagReport = Locked<(lags: [TopicPartition: Int64], at: ContinuousClock.Instant?)>(([:], nil))
     /// Wall-clock time of the last sample per assigned `samples` partition, for idleness.
     private var lastData: [Int32: ContinuousClock.Instant] = [:]
+    /// Assigned `samples` partitions declared idle: they do not hold the watermark back until data comes again.
+    private var idle: Set<Int32> = []
     /// A partition silent this long stops holding the event-time watermark back.
     static let idleAfter: Duration = .seconds(3)
     /// How often consumer lag is measured (metrics and idleness).
@@ -137,11 +139,12 @@ final class PipelineRunner {
                 logger.info("partitions revoked", metadata: ["partitions": "\(partitions.count)"])
                 for tp in partitions { metrics.removeLag(topic: tp.topic, partition: tp.partition) }
                 let samples = partitions.filter { $0.topic == config.topics.samples }.map(\.partition)
-                for p in samples { lastData[p] = nil }
+                for p in samples { lastData[p] = nil; idle.remove(p) }
                 try publish(engine.partitionsRevoked(samples))
             case .error(let error):
                 logger.warning("consumer: \(error)")
             case .message(let message):
+                if message.topic == config.topics.samples && idle.contains(message.partition) { resumeIdle() }
                 let at = position(of: message)
                 let outputs = message.topic == config.topics.samples
                     ? engine.handleSample(message.value, key: message.key, at: at)
@@ -163,6 +166,7 @@ final class PipelineRunner {
             guard let at = report.at, at > seen, report.lags[tp] == 0 else { continue }
             if let high = inputs.cachedHighWatermark(tp), let position = positions[tp], position < high { continue }
             lastData[p] = nil  // re-armed by its next message
+            idle.insert(p)
             try publish(engine.partitionIdle(p))
         }
         reportCounters()
@@ -186,6 +190,15 @@ final class PipelineRunner {
                 lagReport.withLock { $0 = (lags.mapValues(\.lag), asked) }
             }
         }
+    }
+
+    /// Data again on an idle partition: every idle partition holds the watermark back again (at its last event
+    /// time) until it delivers or is found idle again. Input resumed after a pause reaches the partitions in turn;
+    /// otherwise the first one read would move the watermark past the others' waiting samples and make them late.
+    private func resumeIdle() {
+        engine.partitionsAssigned(Array(idle))
+        for p in idle { lastData[p] = ContinuousClock.now }
+        idle.removeAll()
     }
 
     /// Re-reads the config file; thresholds and rules apply at once, anything else is refused and logged.
