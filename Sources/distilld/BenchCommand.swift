@@ -13,7 +13,8 @@ struct BenchCommand: AsyncParsableCommand {
             data does not count in this process's RSS), runs the daemon's own pipeline on it for each mode, and \
             prints each mode's rate as a ratio of two baselines measured in the same run: a consume-only loop with \
             the same librdkafka settings, and Foundation's JSONDecoder on the same records. With --format \
-            json,protobuf every mode also runs on protobuf records, and is compared with its JSON run. Latency is measured in a \
+            json,protobuf every mode also runs on protobuf records, and is compared with its JSON run. \
+            Latency is measured in a \
             second phase at --rate (default: half the rate just measured): probes ride behind the samples in their \
             partitions, and their latency runs from the producer's send call to reading the pipeline's dead letter \
             for them back from the dead-letter topic. RSS comes from /proc/self/status (VmHWM, VmRSS).

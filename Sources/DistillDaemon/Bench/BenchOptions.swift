@@ -134,6 +134,7 @@ public struct BenchRun: Sendable, Hashable, Codable, CustomStringConvertible {
     public var student: BenchOptions.Student?
     public var format: RecordFormat
 
+    /// Creates a configuration; JSON records unless `format` says otherwise.
     public init(mode: BenchOptions.Mode, student: BenchOptions.Student?, format: RecordFormat = .json) {
         self.mode = mode
         self.student = student

@@ -178,6 +178,7 @@ public struct DistillTopics: Sendable, Equatable {
         /// Format of the `labels` topic.
         public var labels: RecordFormat = .json
 
+        /// Creates the formats; JSON for both by default.
         public init(samples: RecordFormat = .json, labels: RecordFormat = .json) {
             self.samples = samples
             self.labels = labels

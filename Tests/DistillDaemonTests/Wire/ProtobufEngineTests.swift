@@ -77,7 +77,8 @@ struct ProtobufEngineTests {
         // The registry knows both teachers (teacher records are JSON whatever the formats), so the student learns.
         for (n, version) in ["v1", "v2"].enumerated() {
             let record = "{\"version\":\"\(version)\",\"major\":1,\"created_at\":\(1_795_340_000_000 + n * 1000),"
-                + "\"accuracy\":0.9,\"ece\":0.02,\"temperature\":1.0,\"data_hash\":\"sha256:t\(n)\",\"status\":\"active\"}"
+                + "\"accuracy\":0.9,\"ece\":0.02,\"temperature\":1.0,\"data_hash\":\"sha256:t\(n)\","
+                + "\"status\":\"active\"}"
             out += engine.handleTeacher(Array(record.utf8), key: nil,
                                         at: InputPosition(topic: "teachers", partition: 0, offset: Int64(n)))
         }
@@ -170,7 +171,8 @@ struct RecordFormatConfigTests {
         #expect(try DistillConfig.parse(Self.base).topics.formats == .init(samples: .json, labels: .json))
         let c = try DistillConfig.parse(Self.base + "topics:\n  formats: {samples: protobuf}\n")
         #expect(c.topics.formats == .init(samples: .protobuf, labels: .json))
-        let d = try DistillConfig.parse(Self.base + "topics: {labels: l2, formats: {labels: protobuf, samples: json}}\n")
+        let d = try DistillConfig.parse(
+            Self.base + "topics: {labels: l2, formats: {labels: protobuf, samples: json}}\n")
         #expect(d.topics.formats == .init(samples: .json, labels: .protobuf) && d.topics.labels == "l2")
     }
 
@@ -200,7 +202,8 @@ struct RecordFormatConfigTests {
         #expect(engine.config.topics.formats.samples == .json)
         // The JSON sample is still read as JSON.
         let out = DistillEngineTests.run(Array(RotationScenario(seconds: 1).records()), engine: engine)
-        #expect(engine.counters.samplesIngested == 10 && out.allSatisfy { if case .deadLetter = $0 { false } else { true } })
+        #expect(engine.counters.samplesIngested == 10)
+        #expect(out.allSatisfy { if case .deadLetter = $0 { false } else { true } })
         // Reloading the same formats is fine.
         try engine.reload(try DistillConfig.parse(scenarioConfig + "\ntopics: {formats: {samples: json}}\n"))
     }

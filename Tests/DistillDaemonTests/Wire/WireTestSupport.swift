@@ -26,7 +26,9 @@ struct WireRecord {
         id = s.id
         ts = s.timestamp
         features = s.features.isEmpty ? nil : s.features
-        teachers = s.teacherVersions.indices.map { Prediction(version: s.teacherVersions[$0], logits: s.teacherLogits(at: $0)) }
+        teachers = s.teacherVersions.indices.map {
+            Prediction(version: s.teacherVersions[$0], logits: s.teacherLogits(at: $0))
+        }
         student = s.studentVersion.map { Prediction(version: $0, logits: s.studentLogits) }
         label = s.label.map(Int64.init)
         slice = s.slice
@@ -114,9 +116,13 @@ func bitwiseDifference(_ a: DistillSample, _ b: DistillSample) -> String? {
     if a.classes != b.classes { return "classes" }
     if bits(a.features) != bits(b.features) { return "features \(a.features) vs \(b.features)" }
     if a.teacherVersions != b.teacherVersions { return "teacher versions \(a.teacherVersions) vs \(b.teacherVersions)" }
-    if bits(a.teacherLogits) != bits(b.teacherLogits) { return "teacher logits \(a.teacherLogits) vs \(b.teacherLogits)" }
+    if bits(a.teacherLogits) != bits(b.teacherLogits) {
+        return "teacher logits \(a.teacherLogits) vs \(b.teacherLogits)"
+    }
     if a.studentVersion != b.studentVersion { return "student version" }
-    if bits(a.studentLogits) != bits(b.studentLogits) { return "student logits \(a.studentLogits) vs \(b.studentLogits)" }
+    if bits(a.studentLogits) != bits(b.studentLogits) {
+        return "student logits \(a.studentLogits) vs \(b.studentLogits)"
+    }
     if a.label != b.label { return "label \(String(describing: a.label)) vs \(String(describing: b.label))" }
     if a.slice != b.slice { return "slice \(String(describing: a.slice)) vs \(String(describing: b.slice))" }
     return nil
