@@ -29,7 +29,7 @@
 /// - There is no `wrong_type`: a value of the wrong wire type makes the bytes undecodable (`malformed_protobuf`).
 ///
 /// Regenerate the Swift code with scripts/gen-proto.sh (protoc + protoc-gen-swift 1.39.0); the generated file,
-/// Sources/DistillWire/Generated/distill/v1/records.pb.swift, is committed.
+/// Sources/DistillWire/Generated/distill_v1_records.pb.swift, is committed.
 
 import SwiftProtobuf
 
