@@ -1,7 +1,8 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Dependencies point one way: distilld -> DistillDaemon -> (KafkaClient, DistillCore); KafkaClient -> CRdKafka.
+// Dependencies point one way: distilld -> DistillDaemon -> (KafkaClient, DistillWire -> DistillCore);
+// KafkaClient -> CRdKafka.
 let package = Package(
     name: "distilld",
     platforms: [.macOS(.v15)],
@@ -19,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // Runtime library only: the generated code is committed (scripts/gen-proto.sh), so no build needs the plugin.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .systemLibrary(
@@ -37,11 +40,21 @@ let package = Package(
             name: "DistillCore",
             dependencies: []
         ),
+        // The protobuf wire format of samples and labels (proto/distill/v1/records.proto): generated messages and a
+        // decoder into DistillCore's records. Pure, no I/O; apart from DistillCore so that stays dependency-free.
+        .target(
+            name: "DistillWire",
+            dependencies: [
+                "DistillCore",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
         .target(
             name: "DistillDaemon",
             dependencies: [
                 "KafkaClient",
                 "DistillCore",
+                "DistillWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -58,6 +71,7 @@ let package = Package(
             name: "distilld",
             dependencies: [
                 "DistillDaemon",
+                "DistillWire",
                 "KafkaClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -67,7 +81,7 @@ let package = Package(
         // Micro-benchmarks of the hot paths, apart from the tests (`make bench`).
         .executableTarget(
             name: "distilld-bench",
-            dependencies: ["DistillCore"],
+            dependencies: ["DistillCore", "DistillWire"],
             path: "Benchmarks/DistillBench"
         ),
         .testTarget(
@@ -87,8 +101,10 @@ let package = Package(
                 "DistillDaemon",
                 "KafkaClient",
                 "DistillCore",
+                "DistillWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
     ]

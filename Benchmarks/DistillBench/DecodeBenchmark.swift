@@ -1,10 +1,12 @@
 import DistillCore
+import DistillWire
 import Foundation
 
 // MARK: - 1. Decoding
 
 /// `SampleDecoder.decode(_:into:)` into one reused `DistillSample`, against Foundation's `JSONDecoder` decoding
-/// the same bytes into an equivalent `Codable` struct (the baseline).
+/// the same bytes into an equivalent `Codable` struct (the baseline); then `ProtobufSampleDecoder` on the same
+/// records written as protobuf, against `SampleDecoder`.
 struct DecodeBenchmark {
     /// Issue 6: at least this many samples per second.
     static let targetRate = 350_000.0
@@ -51,8 +53,30 @@ struct DecodeBenchmark {
         fast.notes.append(String(format: "record %.0f B mean", corpus.meanBytes))
         fast.notes.append(verdict("rate", fast.median, Self.targetRate, cpu: fast.cpuMedian))
         fast.notes.append(verdict("ratio", fast.ratio ?? 0, Self.targetRatio, cpu: fast.cpuRatio, ratio: true))
+
+        // The same records as protobuf (`topics.formats: protobuf`): checked to decode to the same values first.
+        let protobuf = ProtobufSampleDecoder(classes: SampleCorpus.classes, features: SampleCorpus.features)
+        let protobufRecords = try records.map { ProtobufRecordEncoder.encode(try decoder.decode($0)) }
+        for (json, bytes) in zip(records, protobufRecords) {
+            guard try protobuf.decode(bytes) == decoder.decode(json) else {
+                let text = String(decoding: json, as: UTF8.self)
+                throw BenchFailure("ProtobufSampleDecoder and SampleDecoder disagree on \(text)")
+            }
+        }
+        var binary = runner.measure("decode", "ProtobufSampleDecoder.decode(_:into:)") {
+            for bytes in protobufRecords {
+                try! protobuf.decode(bytes, into: &sample)
+                BlackHole.consume(UInt64(bitPattern: sample.timestamp) ^ UInt64(sample.teacherLogits[0].bitPattern),
+                                  into: &localSink)
+            }
+            return protobufRecords.count
+        }
+        binary.compare(with: fast)
+        let protobufBytes = Double(protobufRecords.reduce(0) { $0 + $1.count }) / Double(max(1, protobufRecords.count))
+        binary.notes.append(String(format: "record %.0f B mean (JSON %.0f B); ratio is to SampleDecoder on JSON",
+                                   protobufBytes, corpus.meanBytes))
         sink = localSink
-        return [baseline, fast]
+        return [baseline, fast, binary]
     }
 }
 

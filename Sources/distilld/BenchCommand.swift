@@ -1,5 +1,6 @@
 import ArgumentParser
 import DistillDaemon
+import DistillWire
 import Foundation
 
 /// `distilld bench`: sizes a deployment by running the daemon's pipeline over the embedded broker.
@@ -11,7 +12,9 @@ struct BenchCommand: AsyncParsableCommand {
             Generates a synthetic sample stream into the embedded broker (run as a child process, so its stored \
             data does not count in this process's RSS), runs the daemon's own pipeline on it for each mode, and \
             prints each mode's rate as a ratio of two baselines measured in the same run: a consume-only loop with \
-            the same librdkafka settings, and Foundation's JSONDecoder on the same records. Latency is measured in a \
+            the same librdkafka settings, and Foundation's JSONDecoder on the same records. With --format \
+            json,protobuf every mode also runs on protobuf records, and is compared with its JSON run. \
+            Latency is measured in a \
             second phase at --rate (default: half the rate just measured): probes ride behind the samples in their \
             partitions, and their latency runs from the producer's send call to reading the pipeline's dead letter \
             for them back from the dead-letter topic. RSS comes from /proc/self/status (VmHWM, VmRSS).
@@ -23,6 +26,13 @@ struct BenchCommand: AsyncParsableCommand {
 
     @Option(help: "Students for full mode, comma-separated: softmax, mlp.")
     var student: String = "softmax,mlp"
+
+    @Option(name: .customLong("format"),
+            help: """
+                Record formats of the generated stream, comma-separated: json, protobuf. Each mode runs once per \
+                format (the pipeline's topics.formats follows), and raw consume is measured on each format's records.
+                """)
+    var formats: String = "json"
 
     @Option(help: "Samples per mode in the throughput phase (RSS is printed every --rss-every samples).")
     var samples: Int = 200_000
@@ -91,6 +101,7 @@ struct BenchCommand: AsyncParsableCommand {
         var o = BenchOptions()
         o.modes = try list(modes, "--modes")
         o.students = try list(student, "--student")
+        o.formats = try list(formats, "--format")
         o.samples = samples
         o.features = features
         o.classes = classes

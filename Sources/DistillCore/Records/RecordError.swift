@@ -2,7 +2,8 @@
 
 /// A typed error for a sample or label record that breaks a wire-format rule.
 ///
-/// `field` is a JSON path such as `teachers[1].logits[3]` (`$` for the record as a whole); `rule` is a
+/// `field` is a JSON path such as `teachers[1].logits[3]` (`$` for the record as a whole; protobuf records use the
+/// same paths, their field names being the JSON keys); `rule` is a
 /// stable machine code that the daemon copies into the dead letter; `message` says what was wrong.
 public struct RecordError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Stable machine codes for the rule a record broke. The raw values never change.
@@ -19,6 +20,8 @@ public struct RecordError: Error, Sendable, Equatable, CustomStringConvertible {
         case outOfRange = "out_of_range"
         /// The bytes are not valid JSON.
         case malformedJSON = "malformed_json"
+        /// The bytes are not a valid protobuf serialization of the record's message (a topic in protobuf format).
+        case malformedProtobuf = "malformed_protobuf"
         /// A string holds invalid UTF-8 or an unpaired surrogate escape.
         case invalidUTF8 = "invalid_utf8"
         /// The record exceeds the configured size limit.

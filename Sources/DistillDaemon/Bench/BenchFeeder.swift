@@ -1,3 +1,4 @@
+import DistillWire
 import Dispatch
 import Foundation
 import KafkaClient
@@ -45,12 +46,16 @@ final class BenchFeeder: Sendable {
     private let producer: KafkaProducer
     private let stream: SyntheticStream
     private let topics: BenchTopics
+    /// The format of the samples and late labels produced (probes are always JSON: undecodable as protobuf, they
+    /// are dead-lettered there too).
+    private let format: RecordFormat
     private let failures = FailureCount()
 
-    init(producer: KafkaProducer, stream: SyntheticStream, topics: BenchTopics) {
+    init(producer: KafkaProducer, stream: SyntheticStream, topics: BenchTopics, format: RecordFormat = .json) {
         self.producer = producer
         self.stream = stream
         self.topics = topics
+        self.format = format
     }
 
     /// Delivery failures reported so far.
@@ -90,7 +95,7 @@ final class BenchFeeder: Sendable {
                 }
             }
             buffer.removeAll(keepingCapacity: true)
-            let fate = stream.sample(i, into: &buffer)
+            let fate = stream.sample(i, format: format, into: &buffer)
             let partition = Int32(i % partitions)
             send(ProducerRecord(topic: topics.samples, partition: partition, key: SyntheticStream.key(i),
                                 value: buffer))
@@ -128,7 +133,8 @@ final class BenchFeeder: Sendable {
 
     private func sendLabel(_ index: Int, _ label: Int) {
         send(ProducerRecord(topic: topics.labels, partition: Int32(index % topics.partitions),
-                            key: SyntheticStream.key(index), value: stream.lateLabel(index, label: label)))
+                            key: SyntheticStream.key(index),
+                            value: stream.lateLabel(index, label: label, format: format)))
     }
 
     private func sendProbe(_ probe: BenchProbe) {

@@ -1,3 +1,4 @@
+import DistillWire
 import Foundation
 
 // MARK: - BenchOptions
@@ -35,6 +36,9 @@ public struct BenchOptions: Sendable {
     public var modes: [Mode] = [.decode, .monitor, .full]
     /// Students measured in `full` mode.
     public var students: [Student] = [.softmax, .mlp]
+    /// Record formats of the generated stream: each mode runs once per format, and the raw consume baseline is
+    /// measured on each format's records (`topics.formats` of the pipeline follows).
+    public var formats: [RecordFormat] = [.json]
     /// Samples produced per mode for the throughput phase.
     public var samples = 200_000
     /// D, the length of `features`.
@@ -84,10 +88,14 @@ public struct BenchOptions: Sendable {
     /// Creates the defaults.
     public init() {}
 
-    /// The configurations measured, in order: `decode`, `monitor`, then `full` once per student.
+    /// The configurations measured, in order: `decode`, `monitor`, then `full` once per student; each once per
+    /// format, side by side.
     public var runs: [BenchRun] {
         modes.flatMap { mode -> [BenchRun] in
-            mode == .full ? students.map { BenchRun(mode: .full, student: $0) } : [BenchRun(mode: mode, student: nil)]
+            let studentsOfMode: [Student?] = mode == .full ? students : [nil]
+            return studentsOfMode.flatMap { student in
+                formats.map { BenchRun(mode: mode, student: student, format: $0) }
+            }
         }
     }
 
@@ -98,6 +106,8 @@ public struct BenchOptions: Sendable {
         }
         try require(!modes.isEmpty, "give at least one mode (decode, monitor, full)")
         try require(!modes.contains(.full) || !students.isEmpty, "full mode needs at least one student")
+        try require(!formats.isEmpty && Set(formats).count == formats.count,
+                    "give each format at most once, and at least one (json, protobuf)")
         try require(samples >= 1, "--samples must be at least 1")
         try require((1...4096).contains(features), "--features must be in 1...4096")
         try require((2...1024).contains(classes), "--classes must be in 2...1024")
@@ -118,16 +128,30 @@ public struct BenchOptions: Sendable {
     }
 }
 
-/// One measured configuration: a mode, and for `full` the student.
+/// One measured configuration: a mode, for `full` the student, and the records' format.
 public struct BenchRun: Sendable, Hashable, Codable, CustomStringConvertible {
     public var mode: BenchOptions.Mode
     public var student: BenchOptions.Student?
+    public var format: RecordFormat
 
-    /// `decode`, `monitor`, `full/softmax`, `full/mlp`.
-    public var description: String { student.map { "\(mode.rawValue)/\($0.rawValue)" } ?? mode.rawValue }
+    /// Creates a configuration; JSON records unless `format` says otherwise.
+    public init(mode: BenchOptions.Mode, student: BenchOptions.Student?, format: RecordFormat = .json) {
+        self.mode = mode
+        self.student = student
+        self.format = format
+    }
+
+    /// `decode`, `monitor`, `full/softmax`, `full/mlp`; `decode (protobuf)` and so on for protobuf records.
+    public var description: String {
+        let base = student.map { "\(mode.rawValue)/\($0.rawValue)" } ?? mode.rawValue
+        return format == .json ? base : "\(base) (\(format.rawValue))"
+    }
 
     /// Usable in topic and group names.
-    var slug: String { description.replacingOccurrences(of: "/", with: "-") }
+    var slug: String {
+        ([mode.rawValue] + [student?.rawValue, format == .json ? nil : format.rawValue].compactMap { $0 })
+            .joined(separator: "-")
+    }
 }
 
 // MARK: - BenchError

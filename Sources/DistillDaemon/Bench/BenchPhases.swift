@@ -1,4 +1,5 @@
 import DistillCore
+import DistillWire
 import Dispatch
 import Foundation
 import KafkaClient
@@ -10,18 +11,20 @@ import Synchronization
 
 /// The raw consume baseline (`decode == false`) and `decode` mode: a consume loop with the pipeline's librdkafka
 /// settings and batch size (2,048 records per poll), counting records, and in `decode` mode decoding each with
-/// `SampleDecoder` into one reused sample.
+/// the daemon's decoder of `format` (`SampleDecoder` or `ProtobufSampleDecoder`) into one reused sample.
 struct ConsumePhase {
     let context: Context
     let topics: BenchTopics
     let name: String
     let decode: Bool
+    /// The format of the records produced (and decoded).
+    var format: RecordFormat = .json
 
     func run(latency: Bool) async throws -> BenchReport.RunResult {
         let o = context.options
         let n = o.samples
         let producer = try context.makeProducer()
-        let feeder = BenchFeeder(producer: producer, stream: context.stream, topics: topics)
+        let feeder = BenchFeeder(producer: producer, stream: context.stream, topics: topics, format: format)
         let tracker = ProbeTracker(partitions: o.partitions, rssEvery: o.rssEvery)
         let preload = min(n, context.maxAhead)
         _ = await feeder.feed(.init(first: 0, count: preload, rate: nil, maxAhead: .max,
@@ -35,7 +38,7 @@ struct ConsumePhase {
             logger: context.logger)
         try consumer.subscribe([topics.samples])
         let state = LoopState()
-        let decoder = decode ? SampleDecoder(classes: o.classes, features: o.features) : nil
+        let decoder = decode ? RecordDecoder(format: format, classes: o.classes, features: o.features) : nil
         let loop = Task { try await Self.loop(consumer, decoder: decoder, classes: o.classes, state: state,
                                                tracker: tracker) }
         var waited = 0.0
@@ -92,7 +95,7 @@ struct ConsumePhase {
 
     /// Polls until stopped: counts samples (decoding them when there is a decoder) and hands probes to `tracker`.
     private static func loop(
-        _ consumer: KafkaConsumer, decoder: SampleDecoder?, classes: Int, state: LoopState, tracker: ProbeTracker
+        _ consumer: KafkaConsumer, decoder: RecordDecoder?, classes: Int, state: LoopState, tracker: ProbeTracker
     ) async throws {
         var sample = DistillSample(classes: classes)
         var samples = 0
@@ -162,8 +165,8 @@ final class LoopState: Sendable {
 // MARK: - PipelinePhase
 
 /// `monitor` and `full`: the daemon's own `DistillService` (its `PipelineRunner` and `DistillEngine`) consuming the
-/// generated topics and publishing to the generated output topics; a consumer of the output topics reads the
-/// probes' dead letters back.
+/// generated topics (in the run's format, `topics.formats`) and publishing to the generated output topics; a
+/// consumer of the output topics reads the probes' dead letters back.
 struct PipelinePhase {
     let context: Context
     let topics: BenchTopics
@@ -178,7 +181,7 @@ struct PipelinePhase {
         for (key, value) in context.stream.teacherRecords() {
             _ = try await producer.send(ProducerRecord(topic: topics.teachers, key: Array(key.utf8), value: value))
         }
-        let feeder = BenchFeeder(producer: producer, stream: context.stream, topics: topics)
+        let feeder = BenchFeeder(producer: producer, stream: context.stream, topics: topics, format: run.format)
         let tracker = ProbeTracker(partitions: o.partitions, rssEvery: o.rssEvery)
         let preload = min(n, context.maxAhead)
         _ = await feeder.feed(.init(first: 0, count: preload, rate: nil, maxAhead: .max,
@@ -313,7 +316,8 @@ struct PipelinePhase {
             consumer_group: bench-\(run.slug)-\(UUID().uuidString.prefix(8))
             topics: {samples: \(topics.samples), labels: \(topics.labels), teachers: \(topics.teachers), \
             alerts: \(topics.alerts), calibration: \(topics.calibration), windows: \(topics.windows), \
-            students: \(topics.students), deadletter: \(topics.deadLetter)}
+            students: \(topics.students), deadletter: \(topics.deadLetter), \
+            formats: {samples: \(run.format.rawValue), labels: \(run.format.rawValue)}}
             model:
               classes: [\(classes.joined(separator: ", "))]
               rare_classes: [\(classes.last!)]

@@ -19,7 +19,10 @@ public struct BenchReport: Sendable, Codable {
         public var partitions: Int
         /// The pipeline's `state.interval`, s.
         public var stateIntervalSeconds: Double
+        /// Mean JSON record size, bytes.
         public var meanRecordBytes: Double
+        /// Mean protobuf record size, bytes, when protobuf records were measured.
+        public var meanProtobufRecordBytes: Double?
         public var broker: String
         public var cpus: Int
     }
@@ -67,10 +70,12 @@ public struct BenchReport: Sendable, Codable {
         /// output.
         public var samplesPerSecond: Double
         public var seconds: Double
-        /// `samplesPerSecond` over the raw consume rate.
+        /// `samplesPerSecond` over the raw consume rate of records in the same format.
         public var vsRawConsume: Double?
         /// `samplesPerSecond` over Foundation `JSONDecoder`'s rate.
         public var vsJSONDecoder: Double?
+        /// For protobuf records: `samplesPerSecond` over the same configuration's rate on JSON records.
+        public var vsJSONFormat: Double?
         /// Whether the whole throughput phase was produced before the consumer started (it fits in the broker).
         public var preloaded: Bool
         /// Seconds the producer waited for the consumer during the throughput phase (with none, the producer,
@@ -99,7 +104,10 @@ public struct BenchReport: Sendable, Codable {
 
     public var setup: Setup
     public var jsonDecoder: Baseline
+    /// Raw consume of the JSON records (nil when only protobuf was measured).
     public var rawConsume: Baseline?
+    /// Raw consume of the protobuf records, when measured.
+    public var protobufRawConsume: Baseline?
     public var runs: [RunResult]
     public var targets: [Target]
     /// Peak RSS of the whole process (`VmHWM` since the last reset), MB.
@@ -121,14 +129,17 @@ public struct BenchReport: Sendable, Codable {
         lines.append("  labels \(Int(s.labelRate * 100))% (\(Int(s.lateLabelShare * 100))% of them late), "
                      + "event rate \(Int(s.eventRate)) samples/event-s, \(s.partitions) partitions, "
                      + String(format: "state.interval %.0f s, ", s.stateIntervalSeconds)
-                     + String(format: "%.0f", s.meanRecordBytes) + " B/record, broker \(s.broker), \(s.cpus) CPUs")
+                     + String(format: "%.0f", s.meanRecordBytes) + " B/record"
+                     + (s.meanProtobufRecordBytes.map { String(format: " (protobuf %.0f B)", $0) } ?? "")
+                     + ", broker \(s.broker), \(s.cpus) CPUs")
         lines.append("")
         lines.append(row(["configuration", "samples/s", "vs raw", "vs JSONDecoder", "p50 ms", "p99 ms",
                           "at rate", "peak RSS MB"]))
         lines.append(row(["JSONDecoder (baseline)", jsonDecoder.samplesPerSecond.grouped, "", "1.00×",
                           "", "", "", ""]))
-        if let raw = rawConsume {
-            lines.append(row(["raw consume (baseline)", raw.samplesPerSecond.grouped, "1.00×",
+        for raw in [rawConsume, protobufRawConsume].compactMap({ $0 }) {
+            lines.append(row([raw.name == "raw consume" ? "raw consume (baseline)" : raw.name,
+                              raw.samplesPerSecond.grouped, "1.00×",
                               ratio(raw.samplesPerSecond / jsonDecoder.samplesPerSecond), "", "", "", ""]))
         }
         for r in runs {
@@ -160,6 +171,7 @@ public struct BenchReport: Sendable, Codable {
                 detail += "; outputs " + r.outputs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
                     .joined(separator: " ")
             }
+            if let x = r.vsJSONFormat { detail += "; " + ratio(x) + " the same configuration on JSON records" }
             if r.unexpectedDeadLetters > 0 { detail += "; UNEXPECTED dead letters \(r.unexpectedDeadLetters)" }
             lines.append(detail)
             if let l = r.latency {

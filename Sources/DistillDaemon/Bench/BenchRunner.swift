@@ -1,4 +1,5 @@
 import DistillCore
+import DistillWire
 import Dispatch
 import Foundation
 import Histogram
@@ -39,16 +40,19 @@ public struct BenchRunner: Sendable {
     public func run() async throws -> BenchReport {
         try options.validate()
         let stream = SyntheticStream(shape: SyntheticStream.Shape(options), seed: options.seed)
-        let recordBytes = stream.meanRecordBytes
+        // Flow control is sized by the largest records measured (JSON's, when it is measured).
+        let recordBytes = options.formats.map { stream.meanRecordBytes($0) }.max()!
         let directory = options.workDirectory ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("distilld-bench-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { if options.workDirectory == nil { try? FileManager.default.removeItem(atPath: directory) } }
 
         let runs = options.runs
-        let rawTopics = BenchTopics(run: "raw", partitions: options.partitions)
+        let rawTopics = options.formats.map {
+            BenchTopics(run: $0 == .json ? "raw" : "raw-\($0.rawValue)", partitions: options.partitions)
+        }
         let runTopics = runs.map { BenchTopics(run: $0.slug, partitions: options.partitions) }
-        let broker = try BenchBroker(options.broker, topics: ([rawTopics] + runTopics).flatMap(\.specs),
+        let broker = try BenchBroker(options.broker, topics: (rawTopics + runTopics).flatMap(\.specs),
                                      directory: directory, logger: logger)
         defer { broker.stop() }
         let context = Context(options: options, stream: stream, broker: broker, directory: directory,
@@ -58,25 +62,37 @@ public struct BenchRunner: Sendable {
         let json = try jsonDecoderBaseline(stream)
         say(String(format: "  %@ samples/s", json.samplesPerSecond.grouped))
 
-        say("raw consume baseline: \(options.samples.grouped) samples")
-        let raw = try await ConsumePhase(context: context, topics: rawTopics, name: "raw consume", decode: false)
-            .run(latency: false)
-        let rawBaseline = BenchReport.Baseline(name: "raw consume", samples: raw.produced, seconds: raw.seconds,
-                                               samplesPerSecond: raw.samplesPerSecond)
-        say(String(format: "  %@ samples/s", raw.samplesPerSecond.grouped))
+        var rawBaselines: [RecordFormat: BenchReport.Baseline] = [:]
+        for (format, topics) in zip(options.formats, rawTopics) {
+            let name = format == .json ? "raw consume" : "raw consume (\(format.rawValue))"
+            say("\(name) baseline: \(options.samples.grouped) samples")
+            let raw = try await ConsumePhase(context: context, topics: topics, name: name, decode: false,
+                                             format: format).run(latency: false)
+            rawBaselines[format] = BenchReport.Baseline(name: name, samples: raw.produced, seconds: raw.seconds,
+                                                        samplesPerSecond: raw.samplesPerSecond)
+            say(String(format: "  %@ samples/s", raw.samplesPerSecond.grouped))
+        }
+        let rawBaseline = rawBaselines[.json] ?? rawBaselines[options.formats[0]]!
 
         var results: [BenchReport.RunResult] = []
         for (run, topics) in zip(runs, runTopics) {
             say("\(run): \(options.samples.grouped) samples")
             var result: BenchReport.RunResult
             if run.mode == .decode {
-                result = try await ConsumePhase(context: context, topics: topics, name: run.description, decode: true)
-                    .run(latency: options.latencySeconds > 0)
+                result = try await ConsumePhase(context: context, topics: topics, name: run.description, decode: true,
+                                                format: run.format).run(latency: options.latencySeconds > 0)
             } else {
                 result = try await PipelinePhase(context: context, topics: topics, run: run).run()
             }
+            // Against the raw consume of the same records, and against the same mode on JSON records.
+            let raw = rawBaselines[run.format]!
             result.vsRawConsume = result.samplesPerSecond / raw.samplesPerSecond
             result.vsJSONDecoder = result.samplesPerSecond / json.samplesPerSecond
+            if run.format != .json, let same = results.first(where: {
+                $0.name == BenchRun(mode: run.mode, student: run.student, format: .json).description
+            }) {
+                result.vsJSONFormat = result.samplesPerSecond / same.samplesPerSecond
+            }
             say(String(format: "  %@ samples/s (%.2f× raw consume)", result.samplesPerSecond.grouped,
                        result.vsRawConsume ?? 0)
                 + (result.latency.map { String(format: ", p50 %.1f ms, p99 %.1f ms", $0.p50Milliseconds,
@@ -89,11 +105,13 @@ public struct BenchRunner: Sendable {
             teacherVersions: options.teacherVersions, slices: options.slices, labelRate: options.labelRate,
             lateLabelShare: options.lateLabelShare, replicates: options.replicates,
             windows: "fast 1h/1m, drift 14d/1h", eventRate: options.eventRate, partitions: options.partitions,
-            stateIntervalSeconds: options.stateIntervalSeconds, meanRecordBytes: recordBytes,
+            stateIntervalSeconds: options.stateIntervalSeconds, meanRecordBytes: stream.meanRecordBytes(.json),
+            meanProtobufRecordBytes: options.formats.contains(.protobuf) ? stream.meanRecordBytes(.protobuf) : nil,
             broker: options.broker == .inProcess ? "in-process" : "child process",
             cpus: ProcessInfo.processInfo.activeProcessorCount)
         return BenchReport(
-            setup: setup, jsonDecoder: json, rawConsume: rawBaseline, runs: results,
+            setup: setup, jsonDecoder: json, rawConsume: rawBaselines[.json],
+            protobufRawConsume: rawBaselines[.protobuf], runs: results,
             targets: Self.targets(results, raw: rawBaseline, options: options),
             processPeakRSSMegabytes: BenchMemory.peakBytes.map { Double($0) / 1e6 })
     }
@@ -146,12 +164,14 @@ public struct BenchRunner: Sendable {
         }
         rate("full/softmax", 150_000)
         rate("full/mlp", 50_000)
-        for r in runs where r.name != "decode" {
+        // `decode` runs (either format) measure the consume loop, not the daemon: no latency or RSS target.
+        let pipelineRuns = runs.filter { !$0.name.hasPrefix("decode") }
+        for r in pipelineRuns {
             guard let l = r.latency else { continue }
             out.append(.init(name: "\(r.name) latency p99 at \(l.rate.grouped)/s", target: "< 50 ms",
                              measured: String(format: "%.1f ms", l.p99Milliseconds), met: l.p99Milliseconds < 50))
         }
-        for r in runs where r.name != "decode" {
+        for r in pipelineRuns {
             guard let peak = r.peakRSSMegabytes else { continue }
             let stated = options.teacherVersions == 4 && options.classes == 16 && options.slices == 3
                 && options.replicates == 64

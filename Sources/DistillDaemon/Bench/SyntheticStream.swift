@@ -1,9 +1,12 @@
+import DistillCore
+import DistillWire
 import Foundation
 
 // MARK: - SyntheticStream
 
 /// A deterministic stream of sample records in the wire format (`streams/schemas/sample.schema.json`), generated
-/// fast enough to feed the pipeline at full speed.
+/// fast enough to feed the pipeline at full speed; or the same records in the protobuf format
+/// (`proto/distill/v1/records.proto`), which decode to the same values.
 ///
 /// A pool of record bodies (features, every teacher's logits, the served student's logits, the slice) is generated
 /// once; sample `i` is body `i mod pool` with its own id (`b` + 12 hex digits of `i`), event time
@@ -57,6 +60,8 @@ public struct SyntheticStream: Sendable {
     /// Class names (`c00` …); the last one is the rare class.
     public let classNames: [String]
     private let bodies: [[UInt8]]
+    /// The same bodies as serialized `distill.v1.SampleRecord` fields (features, teachers, student, slice).
+    private let protobufBodies: [[UInt8]]
     private let labels: [Int]
     private let seed: UInt64
 
@@ -78,15 +83,24 @@ public struct SyntheticStream: Sendable {
         }
         self.bodies = bodies
         self.labels = labels
+        // Protobuf bodies: each JSON body decoded and written again, so both formats carry the same values.
+        let decoder = SampleDecoder(classes: shape.classes, features: shape.features)
+        protobufBodies = bodies.map { body in
+            let record = Array(#"{"id":"x","ts":0,"#.utf8) + body + [UInt8(ascii: "}")]
+            var message = ProtobufRecordEncoder.message(try! decoder.decode(record))
+            message.clearID()
+            message.clearTs()
+            return ProtobufRecordEncoder.serialize(message)
+        }
     }
 
-    /// Mean record size in bytes (with id, time and label).
-    public var meanRecordBytes: Double {
+    /// Mean record size in bytes (with id, time and label) in `format`.
+    public func meanRecordBytes(_ format: RecordFormat = .json) -> Double {
         var buffer: [UInt8] = []
         var total = 0
         for i in 0..<Self.poolSize {
             buffer.removeAll(keepingCapacity: true)
-            _ = sample(i, into: &buffer)
+            _ = sample(i, format: format, into: &buffer)
             total += buffer.count
         }
         return Double(total) / Double(Self.poolSize)
@@ -110,14 +124,26 @@ public struct SyntheticStream: Sendable {
         return key
     }
 
-    /// Appends sample `i`'s record to `buffer` and tells what becomes of its label.
-    public func sample(_ i: Int, into buffer: inout [UInt8]) -> LabelFate {
-        let body = bodies[i % Self.poolSize]
+    /// Appends sample `i`'s record in `format` to `buffer` and tells what becomes of its label.
+    public func sample(_ i: Int, format: RecordFormat = .json, into buffer: inout [UInt8]) -> LabelFate {
         let label = labels[i % Self.poolSize]
         var h = SplitMix64(seed: seed ^ UInt64(truncatingIfNeeded: i) &* 0x2545_F491_4F6C_DD1D)
         let u = Double(h.next() >> 11) / Double(1 << 53)
         let v = Double(h.next() >> 11) / Double(1 << 53)
         let fate: LabelFate = u >= shape.labelRate ? .none : v < shape.lateLabelShare ? .late(label) : .inline
+        if format == .protobuf {
+            // id, ts and an inline label, then the body's fields: protobuf fields may come in any order.
+            var head = Distill_V1_SampleRecord()
+            var id: [UInt8] = []
+            Self.id(i, into: &id)
+            head.id = String(decoding: id, as: UTF8.self)
+            head.ts = timestamp(i)
+            if fate == .inline { head.label = Int64(label) }
+            buffer.append(contentsOf: ProtobufRecordEncoder.serialize(head))
+            buffer.append(contentsOf: protobufBodies[i % Self.poolSize])
+            return fate
+        }
+        let body = bodies[i % Self.poolSize]
         buffer.append(contentsOf: #"{"id":""#.utf8)
         Self.id(i, into: &buffer)
         buffer.append(contentsOf: #"","ts":"#.utf8)
@@ -132,8 +158,13 @@ public struct SyntheticStream: Sendable {
         return fate
     }
 
-    /// A late label record for sample `i` (`streams/schemas/label.schema.json`), a little after its sample.
-    public func lateLabel(_ i: Int, label: Int) -> [UInt8] {
+    /// A late label record for sample `i` (`streams/schemas/label.schema.json`, or a `distill.v1.LabelRecord`), a
+    /// little after its sample.
+    public func lateLabel(_ i: Int, label: Int, format: RecordFormat = .json) -> [UInt8] {
+        if format == .protobuf {
+            return ProtobufRecordEncoder.encode(LabelRecord(
+                id: String(decoding: Self.key(i), as: UTF8.self), label: label, timestamp: timestamp(i) + 30_000))
+        }
         var buffer = Array(#"{"id":""#.utf8)
         Self.id(i, into: &buffer)
         buffer.append(contentsOf: "\",\"label\":\(label),\"ts\":\(timestamp(i) + 30_000)}".utf8)

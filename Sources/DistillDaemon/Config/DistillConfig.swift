@@ -1,4 +1,5 @@
 import DistillCore
+import DistillWire
 import Foundation
 import Yams
 
@@ -167,6 +168,41 @@ public struct DistillTopics: Sendable, Equatable {
     public var windows = "distill.windows"
     public var students = "distill.students"
     public var deadLetter = "distill.deadletter"
+    /// The wire format of each input topic's records (`topics.formats`); JSON unless configured.
+    public var formats = InputFormats()
+
+    /// The record format of the `samples` and `labels` topics (teacher records are always JSON).
+    public struct InputFormats: Sendable, Equatable {
+        /// Format of the `samples` topic.
+        public var samples: RecordFormat = .json
+        /// Format of the `labels` topic.
+        public var labels: RecordFormat = .json
+
+        /// Creates the formats; JSON for both by default.
+        public init(samples: RecordFormat = .json, labels: RecordFormat = .json) {
+            self.samples = samples
+            self.labels = labels
+        }
+
+        static func read(_ m: inout YAMLMap) throws(ConfigError) -> InputFormats {
+            var formats = InputFormats()
+            func format(_ key: String, _ m: inout YAMLMap) throws(ConfigError) -> RecordFormat? {
+                guard let text = try m.string(key) else { return nil }
+                guard let format = RecordFormat(rawValue: text) else {
+                    throw m.error(key, m.node(key), "must be json or protobuf, not '\(text)'")
+                }
+                return format
+            }
+            formats.samples = try format("samples", &m) ?? .json
+            formats.labels = try format("labels", &m) ?? .json
+            if let node = m.node("teachers") {
+                throw m.error("teachers", node, "teacher records are always JSON; only samples and labels have a "
+                                  + "format")
+            }
+            try m.finish()
+            return formats
+        }
+    }
 
     static func read(_ root: inout YAMLMap) throws(ConfigError) -> DistillTopics {
         var topics = DistillTopics()
@@ -188,6 +224,7 @@ public struct DistillTopics: Sendable, Equatable {
         topics.windows = try name("windows", topics.windows, &m)
         topics.students = try name("students", topics.students, &m)
         topics.deadLetter = try name("deadletter", topics.deadLetter, &m)
+        if var formats = try m.map("formats") { topics.formats = try InputFormats.read(&formats) }
         try m.finish()
         return topics
     }

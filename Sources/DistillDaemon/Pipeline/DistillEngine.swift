@@ -1,4 +1,5 @@
 import DistillCore
+import DistillWire
 import Foundation
 import KafkaClient
 
@@ -74,7 +75,10 @@ public struct EngineCounters: Sendable, Equatable, Codable {
 /// already emitted are suppressed, so a replay after a crash sends nothing twice.
 public final class DistillEngine {
     public private(set) var config: DistillConfig
-    private let decoder: SampleDecoder
+    /// Decodes the `samples` topic in its configured format (`topics.formats.samples`).
+    private let sampleDecoder: RecordDecoder
+    /// Decodes the `labels` topic in its configured format (`topics.formats.labels`).
+    private let labelDecoder: RecordDecoder
     private(set) var windows: DistillWindowSet
     private(set) var evaluator: TriggerEvaluator
     private(set) var registry: TeacherRegistry
@@ -101,7 +105,10 @@ public final class DistillEngine {
     /// Builds an engine for a validated config.
     public init(config: DistillConfig) throws {
         self.config = config
-        decoder = SampleDecoder(classes: config.model.classes.count, features: config.model.features)
+        sampleDecoder = RecordDecoder(format: config.topics.formats.samples, classes: config.model.classes.count,
+                                      features: config.model.features)
+        labelDecoder = RecordDecoder(format: config.topics.formats.labels, classes: config.model.classes.count,
+                                     features: config.model.features)
         windows = DistillWindowSet(config: config.statistics)
         windows.followInputWatermark()
         evaluator = TriggerEvaluator(config: config.triggers, level: config.statistics.confidenceLevel)
@@ -151,7 +158,7 @@ public final class DistillEngine {
         counters.samplesIn += 1
         var sample: DistillSample
         do {
-            sample = try decoder.decode(bytes)
+            sample = try sampleDecoder.decode(bytes)
         } catch {
             return [reject(bytes, key, position, reason: error.rule.rawValue, field: error.field, error.message)]
         }
@@ -198,7 +205,7 @@ public final class DistillEngine {
     public func handleLabel(_ bytes: [UInt8], key: [UInt8]?, at position: InputPosition) -> [EngineOutput] {
         let record: LabelRecord
         do {
-            record = try decoder.decodeLabel(bytes)
+            record = try labelDecoder.decodeLabel(bytes)
         } catch {
             return [reject(bytes, key, position, reason: error.rule.rawValue, field: error.field, error.message)]
         }
@@ -415,7 +422,11 @@ extension DistillEngine {
             }
         }
         if new.model != config.model { refused.append("model") }
-        if new.topics != config.topics || new.consumerGroup != config.consumerGroup { refused.append("topics") }
+        // A topic's format is part of what its offsets mean: records already read were decoded in the old one.
+        if new.topics.formats != config.topics.formats { refused.append("topics.formats") }
+        var newNames = new.topics
+        newNames.formats = config.topics.formats
+        if newNames != config.topics || new.consumerGroup != config.consumerGroup { refused.append("topics") }
         if new.broker != config.broker { refused.append("brokers/kafka") }
         if new.student.distiller != config.student.distiller || new.student.enabled != config.student.enabled {
             refused.append("student")

@@ -1,3 +1,5 @@
+import DistillCore
+import DistillWire
 import Foundation
 import Logging
 import Testing
@@ -73,6 +75,27 @@ struct BenchCommandTests {
         }
     }
 
+    @Test("--format json,protobuf: each mode runs on both formats, every sample processed, ratios to JSON reported")
+    func protobufFormat() async throws {
+        var logger = Logger(label: "bench-test")
+        logger.logLevel = .error
+        var options = Self.options([.decode, .monitor])
+        options.formats = [.json, .protobuf]
+        let report = try await BenchRunner(options: options, logger: logger).run()
+        #expect(report.runs.map(\.name) == ["decode", "decode (protobuf)", "monitor", "monitor (protobuf)"])
+        let raw = try #require(report.protobufRawConsume)
+        #expect(raw.samples == 1_500 && report.rawConsume != nil)
+        for run in report.runs {
+            #expect(run.processed == run.produced, "\(run.name): processed \(run.processed) of \(run.produced)")
+            #expect(run.unexpectedDeadLetters == 0, "\(run.name): probes are the only dead letters")
+            #expect((run.vsJSONFormat != nil) == run.name.hasSuffix("(protobuf)"))
+        }
+        let monitor = try #require(report.runs.first { $0.name == "monitor (protobuf)" })
+        #expect((monitor.outputs["windows"] ?? 0) > 0, "window snapshots were published")
+        #expect(report.table.contains("raw consume (protobuf)") && report.table.contains("on JSON records"))
+        #expect(try #require(report.setup.meanProtobufRecordBytes) < report.setup.meanRecordBytes)
+    }
+
     @Test("options out of range are refused with the option's name")
     func validation() {
         var o = Self.options([.monitor])
@@ -93,7 +116,22 @@ struct BenchCommandTests {
         #expect(record.id == "b00000000000c")
         #expect(record.teachers.count == o.teacherVersions)
         #expect(record.features?.count == o.features)
+        // The protobuf record carries the same values, late labels too; a probe is undecodable as protobuf.
+        var proto: [UInt8] = []
+        let fate = stream.sample(12, format: .protobuf, into: &proto)
+        #expect(fate == stream.sample(12, into: &buffer))
+        let decoder = ProtobufSampleDecoder(classes: o.classes, features: o.features)
+        let json = SampleDecoder(classes: o.classes, features: o.features)
+        for i in 0..<200 {
+            var a: [UInt8] = [], b: [UInt8] = []
+            _ = stream.sample(i, into: &a)
+            _ = stream.sample(i, format: .protobuf, into: &b)
+            #expect(try decoder.decode(b) == json.decode(a), "sample \(i)")
+        }
+        #expect(try decoder.decodeLabel(stream.lateLabel(5, label: 2, format: .protobuf))
+                    == json.decodeLabel(stream.lateLabel(5, label: 2)))
         let probe = BenchProbe(producedBefore: 99, partition: 3, sentNanos: 12345, isEnd: true, timed: false)
+        #expect(throws: RecordError.self) { try decoder.decode(probe.bytes) }
         #expect(BenchProbe(probe.bytes) == probe)
         #expect(BenchProbe(buffer) == nil)
     }
