@@ -78,7 +78,7 @@ struct CheckpointJob: Sendable {
 /// How a checkpoint ended.
 enum CheckpointOutcome: Sendable {
     /// Durable; its offsets were then stored and committed (or the commit failed and is counted, not fatal).
-    case written(StateWriteReceipt, offsets: [TopicPartition: Int64])
+    case written(StateWriteReceipt)
     /// An output it derived was not delivered: nothing may be committed, and the daemon stops.
     case deliveryFailed(KafkaError)
     /// The state could not be written (a full or read-only directory...): nothing was committed.
@@ -146,7 +146,7 @@ struct CheckpointWriter: Sendable {
         }
         logger.debug("checkpoint", metadata: [
             "took": "\(ContinuousClock.now - started)", "bytes": "\(receipt.bytes)", "partitions": "\(done.count)"])
-        return .written(receipt, offsets: job.offsets)
+        return .written(receipt)
     }
 
     /// Runs blocking work (JSON encoding, `fsync`) on a new thread, keeping the cooperative pool free.

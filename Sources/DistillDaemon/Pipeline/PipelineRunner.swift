@@ -170,10 +170,7 @@ final class PipelineRunner {
             try publish(engine.partitionIdle(p))
         }
         reportCounters()
-        if let (task, done) = inFlight, done.withLock({ $0 }) {
-            inFlight = nil
-            try settle(await task.value, final: false)
-        }
+        if let (_, done) = inFlight, done.withLock({ $0 }) { try await settleInFlight(final: false) }
         if inFlight == nil && ContinuousClock.now - lastCheckpoint >= .milliseconds(config.state.intervalMillis) {
             startCheckpoint()
         }
@@ -392,22 +389,23 @@ final class PipelineRunner {
 
     /// On shutdown: lets the checkpoint in flight finish, then writes one covering everything read.
     private func finalCheckpoint() async throws {
-        if let (task, _) = inFlight {
-            inFlight = nil
-            try settle(await task.value, final: false)
-        }
+        try await settleInFlight(final: false)
         startCheckpoint()
-        if let (task, _) = inFlight {
-            inFlight = nil
-            try settle(await task.value, final: true)
-        }
+        try await settleInFlight(final: true)
+    }
+
+    /// Waits for the checkpoint in flight, if any, and reports it.
+    private func settleInFlight(final: Bool) async throws {
+        guard let (task, _) = inFlight else { return }
+        inFlight = nil
+        try settle(await task.value, final: final)
     }
 
     /// Reports a finished checkpoint. A delivery failure stops the daemon; a write failure stops it only at
     /// shutdown (there is no later checkpoint to retry with).
     private func settle(_ outcome: CheckpointOutcome, final: Bool) throws {
         switch outcome {
-        case .written(let receipt, _):
+        case .written(let receipt):
             metrics.checkpointWritten(duration: receipt.duration)
             health.checkpointWritten()
             if failedCheckpoints > 0 {

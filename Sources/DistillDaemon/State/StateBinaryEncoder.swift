@@ -62,7 +62,7 @@ final class StateBinarySink {
         }
         let depth = open.count
         let start = bytes.count
-        try value.encode(to: StateBinaryValueEncoder(sink: self, codingPath: codingPath, depth: depth))
+        try value.encode(to: StateBinaryValueEncoder(sink: self, codingPath: codingPath))
         close(above: depth)
         if bytes.count == start {  // encoded nothing at all: an empty keyed container, as JSON's `{}`
             _ = openContainer(.keyed)
@@ -161,7 +161,6 @@ final class StateBinarySink {
 struct StateBinaryValueEncoder: Encoder {
     let sink: StateBinarySink
     let codingPath: [any CodingKey]
-    let depth: Int
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
@@ -216,13 +215,13 @@ struct StateBinaryKeyedEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
         keyedBy keyType: NestedKey.Type, forKey k: Key
     ) -> KeyedEncodingContainer<NestedKey> {
         key(k)
-        return StateBinaryValueEncoder(sink: sink, codingPath: codingPath + [k], depth: index + 1)
+        return StateBinaryValueEncoder(sink: sink, codingPath: codingPath + [k])
             .container(keyedBy: keyType)
     }
 
     mutating func nestedUnkeyedContainer(forKey k: Key) -> any UnkeyedEncodingContainer {
         key(k)
-        return StateBinaryValueEncoder(sink: sink, codingPath: codingPath + [k], depth: index + 1).unkeyedContainer()
+        return StateBinaryValueEncoder(sink: sink, codingPath: codingPath + [k]).unkeyedContainer()
     }
 
     mutating func superEncoder() -> any Encoder {
@@ -231,7 +230,7 @@ struct StateBinaryKeyedEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
 
     mutating func superEncoder(forKey k: Key) -> any Encoder {
         key(k)
-        return StateBinaryValueEncoder(sink: sink, codingPath: codingPath + [k], depth: index + 1)
+        return StateBinaryValueEncoder(sink: sink, codingPath: codingPath + [k])
     }
 }
 
@@ -277,17 +276,17 @@ struct StateBinaryUnkeyedEncoder: UnkeyedEncodingContainer {
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type)
         -> KeyedEncodingContainer<NestedKey> {
         next()
-        return StateBinaryValueEncoder(sink: sink, codingPath: codingPath, depth: index + 1).container(keyedBy: keyType)
+        return StateBinaryValueEncoder(sink: sink, codingPath: codingPath).container(keyedBy: keyType)
     }
 
     mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {
         next()
-        return StateBinaryValueEncoder(sink: sink, codingPath: codingPath, depth: index + 1).unkeyedContainer()
+        return StateBinaryValueEncoder(sink: sink, codingPath: codingPath).unkeyedContainer()
     }
 
     mutating func superEncoder() -> any Encoder {
         next()
-        return StateBinaryValueEncoder(sink: sink, codingPath: codingPath, depth: index + 1)
+        return StateBinaryValueEncoder(sink: sink, codingPath: codingPath)
     }
 }
 
