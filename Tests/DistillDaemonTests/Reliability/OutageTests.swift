@@ -29,6 +29,18 @@ struct FaultContext: Sendable {
         }
     }
 
+    /// Feeds all of `rest` at a steady pace over `seconds`, a slice every `step`.
+    func feedPaced(over seconds: Double, step: Duration) async throws {
+        let started = ContinuousClock.now
+        var fed = 0
+        while fed < rest.count {
+            let elapsed = OutageTests.seconds(ContinuousClock.now - started)
+            let due = min(rest.count, Int(Double(rest.count) * elapsed / seconds) + 1)
+            if due > fed { try feed(fed..<due); fed = due }
+            try await Task.sleep(for: step)
+        }
+    }
+
     /// Samples the daemon ingested, from its `distilld_samples_total{outcome="ingested"}`.
     var ingested: Int64 { OutageTests.metric(metrics, "distilld_samples_total{outcome=\"ingested\"}") }
     /// The consumer lag the daemon reports, summed over partitions.
@@ -400,16 +412,7 @@ struct OutageTests {
         }) { context in
             // Input at a steady pace from 2 s before the outage to 2 s after it.
             let pace = Double(down + 4)
-            let feeding = Task {
-                let started = ContinuousClock.now
-                var fed = 0
-                while fed < context.rest.count {
-                    let elapsed = OutageTests.seconds(ContinuousClock.now - started)
-                    let due = min(context.rest.count, Int(Double(context.rest.count) * elapsed / pace) + 1)
-                    if due > fed { try context.feed(fed..<due); fed = due }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-            }
+            let feeding = Task { try await context.feedPaced(over: pace, step: .milliseconds(50)) }
             try await Task.sleep(for: .seconds(2))
             try context.broker.setBrokerDown(3)
             try await Task.sleep(for: .seconds(down))
@@ -463,14 +466,7 @@ struct OutageTests {
         let f = try await Self.run("latency-\(milliseconds)ms", feedsInput: true, watchOutputs: true) { context in
             let broker = context.broker
             for id in broker.brokerIDs { try broker.setLatency(broker: id, milliseconds: milliseconds) }
-            let started = ContinuousClock.now
-            var fed = 0
-            while fed < context.rest.count {
-                let elapsed = OutageTests.seconds(ContinuousClock.now - started)
-                let due = min(context.rest.count, Int(Double(context.rest.count) * elapsed / seconds) + 1)
-                if due > fed { try context.feed(fed..<due); fed = due }
-                try await Task.sleep(for: .milliseconds(20))
-            }
+            try await context.feedPaced(over: seconds, step: .milliseconds(20))
             // Latency stays on until the daemon has read everything and its outputs had time to be read.
             let deadline = ContinuousClock.now + .seconds(60)
             while context.ingested < Int64(context.first + context.rest.count) && ContinuousClock.now < deadline {
