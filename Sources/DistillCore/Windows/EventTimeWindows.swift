@@ -44,6 +44,14 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
     public private(set) var followsInputs = false
     /// The event time every input partition has reached, ms (set by the daemon).
     public private(set) var inputWatermark: Int64?
+    /// When true (a scale-out worker), lateness and sealing follow each input partition's own event time: a sample is
+    /// late when it is older than its partition's newest event time minus the grace, and a partition's pane is sealed
+    /// when its own watermark passes the pane's end. Figures then do not depend on which instance owns which
+    /// partition, nor on how partitions interleave.
+    public var perPartition: Bool { clocks != nil }
+    /// Per-partition mode: each input partition's clock (nil in the default mode; optional so that checkpoints written
+    /// before the mode existed still decode).
+    public private(set) var clocks: [Int32: PartitionClock]?
     /// End of the next window instance to close, ms.
     public private(set) var nextEnd: Int64?
     /// Window instances ending before this are closed without being emitted: after a reload that grew the window,
@@ -95,7 +103,14 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
     @discardableResult
     public mutating func ingest(eventTime: Int64, partition: Int32 = 0,
                                 _ update: (inout [Key: Aggregate]) -> Void) -> IngestOutcome {
-        if let w = watermark, eventTime < w {
+        if perPartition {
+            if let w = partitionWatermark(partition), eventTime < w {
+                lateTotal += 1
+                lateSinceEmit += 1
+                return .late
+            }
+            clocks![partition, default: PartitionClock(time: nil, floor: nil)].advance(to: eventTime)
+        } else if let w = watermark, eventTime < w {
             lateTotal += 1
             lateSinceEmit += 1
             return .late
@@ -115,6 +130,7 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
     /// Removes and returns every open partial whose pane has ended (end ≤ watermark), ordered by pane then partition.
     /// Their panes can no longer change: later samples for them are late.
     public mutating func sealPanes() -> [PanePartial<Key, Aggregate>] {
+        if perPartition { return sealPerPartition() }
         guard let w = watermark, let oldest = oldestOpenPane, (oldest + 1) * paneSize <= w else { return [] }
         let sealBelow = floorDiv(w, paneSize)  // panes < this have end ≤ w
         var sealed: [PanePartial<Key, Aggregate>] = []
@@ -133,6 +149,35 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
         return sealed.sorted { ($0.pane, $0.partition) < ($1.pane, $1.partition) }
     }
 
+    /// Per-partition mode: a partition's watermark (its newest event time minus the grace, or its floor), ms.
+    public func partitionWatermark(_ partition: Int32) -> Int64? {
+        guard let clock = clocks?[partition] else { return nil }
+        switch (clock.time.map { $0 - grace }, clock.floor) {
+        case let (a?, b?): return max(a, b)
+        case let (a, b): return a ?? b
+        }
+    }
+
+    /// Per-partition mode: lateness and sealing follow each partition's own event time (see `perPartition`).
+    public mutating func watermarkPerPartition() {
+        if clocks == nil { clocks = [:] }
+    }
+
+    private mutating func sealPerPartition() -> [PanePartial<Key, Aggregate>] {
+        var sealed: [PanePartial<Key, Aggregate>] = []
+        for partition in openPanes.keys {
+            guard let w = partitionWatermark(partition) else { continue }
+            let sealBelow = floorDiv(w, paneSize)
+            for pane in openPanes[partition]!.keys where pane < sealBelow {
+                sealed.append(openPanes[partition]!.removeValue(forKey: pane)!)
+            }
+            if openPanes[partition]!.isEmpty { openPanes[partition] = nil }
+        }
+        guard !sealed.isEmpty else { return [] }
+        oldestOpenPane = openPanes.values.lazy.flatMap(\.keys).min()
+        return sealed.sorted { ($0.pane, $0.partition) < ($1.pane, $1.partition) }
+    }
+
     /// Folds a sealed partial into the global pane it belongs to. Merge partials in `sealPanes()` order so
     /// floating-point sums are the same on every run.
     public mutating func mergeSealed(_ partial: PanePartial<Key, Aggregate>) {
@@ -141,6 +186,58 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
         // The first window holding this pane may not be known yet when the partial came from elsewhere.
         let firstEnd = (floorDiv(partial.pane * paneSize, slide) + 1) * slide
         nextEnd = min(nextEnd ?? firstEnd, firstEnd)
+    }
+
+    /// Every open partial of one source partition, oldest pane first: what a new owner of the partition needs to go on
+    /// from here (the scale-out changelog).
+    public func openPartials(partition: Int32) -> [PanePartial<Key, Aggregate>] {
+        (openPanes[partition] ?? [:]).values.sorted { $0.pane < $1.pane }
+    }
+
+    /// Puts back an open partial taken by `openPartials(partition:)` on another instance.
+    public mutating func restoreOpen(_ partial: PanePartial<Key, Aggregate>) {
+        openPanes[partial.partition, default: [:]][partial.pane] = partial
+        oldestOpenPane = min(oldestOpenPane ?? partial.pane, partial.pane)
+        let firstEnd = (floorDiv(partial.pane * paneSize, slide) + 1) * slide
+        nextEnd = min(nextEnd ?? firstEnd, firstEnd)
+    }
+
+    /// Forgets a source partition's open partials: another instance owns the partition now.
+    public mutating func dropOpen(partition: Int32) {
+        clocks?[partition] = nil
+        guard openPanes.removeValue(forKey: partition) != nil else { return }
+        oldestOpenPane = openPanes.values.lazy.flatMap(\.keys).min()
+    }
+
+    /// Per-partition mode: a partition's clock (newest event time, floor), to move it with the partition.
+    public func partitionClock(_ partition: Int32) -> PartitionClock {
+        clocks?[partition] ?? PartitionClock(time: nil, floor: nil)
+    }
+
+    /// Per-partition mode: sets a partition's clock taken by `partitionClock(_:)` on its previous owner.
+    public mutating func restoreClock(_ clock: PartitionClock, partition: Int32) {
+        guard perPartition else { return }
+        clocks![partition] = clock
+    }
+
+    /// Per-partition mode: raises a partition's watermark to the end of its newest open pane, so every partial it holds
+    /// is sealed and later samples for those panes are late. A scale-out worker does this when the partition goes idle,
+    /// so it stops holding the global watermark back with panes nobody adds to.
+    public mutating func sealEverythingOpen(partition: Int32) -> [PanePartial<Key, Aggregate>] {
+        guard perPartition, let newest = openPanes[partition]?.keys.max() else { return [] }
+        clocks![partition, default: PartitionClock(time: nil, floor: nil)].raiseFloor(to: (newest + 1) * paneSize)
+        return sealPanes()
+    }
+
+    /// True when a pane has ended for an input watermark of `inputWatermark` (this window's grace applied).
+    public func paneEnded(_ pane: Int64, inputWatermark: Int64) -> Bool {
+        (pane + 1) * paneSize <= inputWatermark - grace
+    }
+
+    /// True when no window that is still open covers the pane: a partial for it can no longer change a figure.
+    public func paneForgotten(_ pane: Int64) -> Bool {
+        guard let nextEnd else { return false }
+        return (pane + 1) * paneSize <= nextEnd - size
     }
 
     /// Makes the watermark follow `setInputWatermark(_:)` rather than the largest event time seen.
@@ -233,6 +330,7 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
         new.externalWatermark = externalWatermark
         new.followsInputs = followsInputs
         new.inputWatermark = inputWatermark
+        new.clocks = clocks
         new.closedAny = closedAny
         new.lateTotal = lateTotal
         new.lateSinceEmit = lateSinceEmit
@@ -271,4 +369,17 @@ public struct PanePartial<Key: Hashable & Sendable & Codable, Aggregate: WindowA
         update(&groups)
         samples += 1
     }
+}
+
+/// A partition's event-time clock in per-partition mode: what moves with the partition to its next owner.
+public struct PartitionClock: Sendable, Codable, Equatable {
+    public var time: Int64?
+    public var floor: Int64?
+    public init(time: Int64?, floor: Int64?) {
+        self.time = time
+        self.floor = floor
+    }
+
+    mutating func advance(to eventTime: Int64) { time = max(time ?? eventTime, eventTime) }
+    mutating func raiseFloor(to t: Int64) { floor = max(floor ?? t, t) }
 }

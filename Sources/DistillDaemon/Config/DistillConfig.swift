@@ -29,6 +29,8 @@ public struct DistillConfig: Sendable {
     public var labels: LabelJoinSettings
     /// Durable state checkpoints.
     public var state: StateSettings
+    /// Several instances in one consumer group (`scale_out`).
+    public var scaleOut: ScaleOutSettings
     /// The metrics and health endpoint.
     public var http: HTTPSettings
     /// Log format and level.
@@ -60,6 +62,7 @@ public struct DistillConfig: Sendable {
         let teacher = try TeacherSettings.read(&root)
         let labels = try LabelJoinSettings.read(&root)
         let state = try StateSettings.read(&root)
+        let scaleOut = try ScaleOutSettings.read(&root)
         let http = try HTTPSettings.read(&root)
         let logging = try LoggingSettings.read(&root)
         try root.finish()
@@ -67,7 +70,7 @@ public struct DistillConfig: Sendable {
             broker: broker, model: model, topics: topics, consumerGroup: consumerGroup,
             statistics: statisticsWithCalibration,
             triggers: triggers, calibration: calibration, student: student, teacher: teacher, labels: labels,
-            state: state, http: http, logging: logging, revision: DistillConfig.revision(of: yaml))
+            state: state, scaleOut: scaleOut, http: http, logging: logging, revision: DistillConfig.revision(of: yaml))
         try config.validate(yaml: yaml, file: file)
         config.revision = DistillConfig.revision(of: yaml)
         return config
@@ -76,6 +79,16 @@ public struct DistillConfig: Sendable {
     /// Cross-checks the sections with DistillCore's own validation, mapping its setting paths to lines.
     func validate(yaml: String, file: String) throws(ConfigError) {
         let windowNames = Set(statistics.windows.map(\.name))
+        if scaleOut.enabled {
+            // Count windows follow arrival order over all input: no instance sees all of it.
+            for w in statistics.windows + statistics.calibrationWindows {
+                if case .count = w.kind {
+                    throw ConfigError(file: file, line: DistillConfig.line(of: "scale_out.enabled", in: yaml),
+                                      key: "scale_out.enabled", message: "window '\(w.name)' is a count window; with "
+                                          + "scale_out every window must be an event-time window")
+                }
+            }
+        }
         do {
             try statistics.validate()
             try triggers.validate(windows: windowNames, classes: model.classes.count)
@@ -168,6 +181,12 @@ public struct DistillTopics: Sendable, Equatable {
     public var windows = "distill.windows"
     public var students = "distill.students"
     public var deadLetter = "distill.deadletter"
+    /// Scale-out: sealed partials and progress, per source partition, read by the merging instance.
+    public var partials = "distill.partials"
+    /// Scale-out: each source partition's latest state, read by the partition's next owner.
+    public var changelog = "distill.changelog"
+    /// Scale-out: one partition, the merge lease (a consumer group elects the merger) and the merger's checkpoints.
+    public var merge = "distill.merge"
     /// The wire format of each input topic's records (`topics.formats`); JSON unless configured.
     public var formats = InputFormats()
 
@@ -224,6 +243,9 @@ public struct DistillTopics: Sendable, Equatable {
         topics.windows = try name("windows", topics.windows, &m)
         topics.students = try name("students", topics.students, &m)
         topics.deadLetter = try name("deadletter", topics.deadLetter, &m)
+        topics.partials = try name("partials", topics.partials, &m)
+        topics.merge = try name("merge", topics.merge, &m)
+        topics.changelog = try name("changelog", topics.changelog, &m)
         if var formats = try m.map("formats") { topics.formats = try InputFormats.read(&formats) }
         try m.finish()
         return topics
@@ -486,6 +508,20 @@ public struct StateSettings: Sendable, Equatable {
             }
             s.onCorrupt = parsed
         }
+        try m.finish()
+        return s
+    }
+}
+
+/// Several instances with the same config in one consumer group. Each works on the partitions it owns and publishes
+/// per-partition partials to `topics.partials`; the instance holding the merge lease folds them and emits outputs.
+public struct ScaleOutSettings: Sendable, Equatable {
+    public var enabled = false
+
+    static func read(_ root: inout YAMLMap) throws(ConfigError) -> ScaleOutSettings {
+        var s = ScaleOutSettings()
+        guard var m = try root.map("scale_out") else { return s }
+        s.enabled = try m.bool("enabled") ?? s.enabled
         try m.finish()
         return s
     }

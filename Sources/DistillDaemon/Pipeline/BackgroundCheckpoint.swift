@@ -129,24 +129,30 @@ struct CheckpointWriter: Sendable {
         case .failure(let error): return .writeFailed("\(error)")
         }
         hooks.onCheckpoint(job.offsets)
-        // 3. Only now the offsets. Partitions no longer assigned are left to their new owner.
-        let assigned = Set(inputs.assignment)
-        let done = job.offsets.filter { assigned.contains($0.key) }
-        if !done.isEmpty {
-            do {
-                try inputs.markDone(done)
-                try await inputs.commit()
-            } catch {
-                // Not fatal: a restart resumes from the checkpoint's offsets, not the group's, and the next
-                // checkpoint commits again. A broker outage or a lost assignment must not stop the daemon.
-                metrics.commitFailed()
-                logger.warning("offset commit failed; the checkpoint holds the offsets, retrying at the next one",
-                               metadata: ["error": "\(error)"])
-            }
-        }
+        // 3. Only now the offsets.
+        let committed = await commit(job.offsets)
         logger.debug("checkpoint", metadata: [
-            "took": "\(ContinuousClock.now - started)", "bytes": "\(receipt.bytes)", "partitions": "\(done.count)"])
+            "took": "\(ContinuousClock.now - started)", "bytes": "\(receipt.bytes)", "partitions": "\(committed)"])
         return .written(receipt)
+    }
+
+    /// Stores and commits offsets whose state is durable; returns how many partitions. Partitions no longer assigned
+    /// are left to their new owner.
+    func commit(_ offsets: [TopicPartition: Int64]) async -> Int {
+        let assigned = Set(inputs.assignment)
+        let done = offsets.filter { assigned.contains($0.key) }
+        guard !done.isEmpty else { return 0 }
+        do {
+            try inputs.markDone(done)
+            try await inputs.commit()
+        } catch {
+            // Not fatal: a restart resumes from the checkpoint's offsets, not the group's, and the next
+            // checkpoint commits again. A broker outage or a lost assignment must not stop the daemon.
+            metrics.commitFailed()
+            logger.warning("offset commit failed; the checkpoint holds the offsets, retrying at the next one",
+                           metadata: ["error": "\(error)"])
+        }
+        return done.count
     }
 
     /// Runs blocking work (JSON encoding, `fsync`) on a new thread, keeping the cooperative pool free.

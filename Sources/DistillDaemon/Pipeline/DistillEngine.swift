@@ -44,6 +44,8 @@ public enum EngineOutput: Sendable {
     case deadLetter(RejectedRecord)
     /// A published online-student checkpoint.
     case studentCheckpoint(StudentCheckpoint)
+    /// Scale-out: a pane of a partition this instance owns has ended; the merging instance folds it in.
+    case partial(WindowSetPartial)
 }
 
 /// Counters the metrics endpoint and progress lines read.
@@ -74,47 +76,60 @@ public struct EngineCounters: Sendable, Equatable, Codable {
 /// Reprocessing the same records yields the same outputs (event time only, deterministic ids); alerts whose id was
 /// already emitted are suppressed, so a replay after a crash sends nothing twice.
 public final class DistillEngine {
+    /// What part of the work this engine does. `single` is the whole pipeline in one process. With `scale_out`, every
+    /// instance runs a `worker` over the partitions it owns, publishing ended panes as partials instead of closing
+    /// windows, and the instance holding the merge lease runs a `merger` that folds every partition's partials and
+    /// closes the windows: the same windows, triggers and calibration code, split at the pane.
+    public enum Role: Sendable, Equatable { case single, worker, merger }
+
+    public let role: Role
     public private(set) var config: DistillConfig
     /// Decodes the `samples` topic in its configured format (`topics.formats.samples`).
     private let sampleDecoder: RecordDecoder
     /// Decodes the `labels` topic in its configured format (`topics.formats.labels`).
     private let labelDecoder: RecordDecoder
-    private(set) var windows: DistillWindowSet
-    private(set) var evaluator: TriggerEvaluator
+    var windows: DistillWindowSet
+    var evaluator: TriggerEvaluator
     private(set) var registry: TeacherRegistry
-    private(set) var labelJoin: LabelJoinBuffer
+    /// The label join, one buffer per input partition for a worker (a partition's state moves with it), one for all
+    /// otherwise (key 0).
+    var labelJoins: [Int32: LabelJoinBuffer] = [:]
     private let distiller: OnlineDistiller?
     /// Alert ids already published (fired/resolved episodes), so a replay never publishes one twice.
-    private(set) var emittedAlerts: Set<String> = []
-    /// Ids of the samples seen recently, to ignore duplicates (bounded like the join buffer).
-    private var recentIDs = RecentIDs(capacity: 200_000)
+    var emittedAlerts: Set<String> = []
+    /// Ids of the samples seen recently, to ignore duplicates (bounded like the join buffer); per input partition for a
+    /// worker (samples are keyed by id, so a duplicate lands on the same partition), one set otherwise (key 0).
+    var recentIDs: [Int32: RecentIDs] = [:]
+    static let recentIDCapacity = 200_000
     /// Samples whose teacher versions the registry does not know yet, replayed when it learns them.
-    private var parked: [ParkedSample] = []
+    var parked: [ParkedSample] = []
     private let maxParked = 10_000
     private var samplesSinceCheckpoint = 0
     /// Largest event time seen per `samples` partition; the windows' watermark follows the slowest of them.
-    private(set) var partitionEventTime: [Int32: Int64] = [:]
+    var partitionEventTime: [Int32: Int64] = [:]
     /// Partitions that hold the watermark: assigned and not idle.
-    private var activePartitions: Set<Int32> = []
-    public private(set) var counters = EngineCounters()
+    var activePartitions: Set<Int32> = []
+    public internal(set) var counters = EngineCounters()
+    /// The merger's bookkeeping of partials and partition progress (scale-out; empty otherwise).
+    var mergeBook = MergeBook()
     /// The online student's trained and EMA weights, nil without a student (for checks that they stay finite).
     public var studentWeights: (trained: [Float], ema: [Float])? {
         distiller.map { ($0.model.parameterArray, $0.emaParameterArray) }
     }
 
     /// Builds an engine for a validated config.
-    public init(config: DistillConfig) throws {
+    public init(config: DistillConfig, role: Role = .single) throws {
         self.config = config
+        self.role = role
         sampleDecoder = RecordDecoder(format: config.topics.formats.samples, classes: config.model.classes.count,
                                       features: config.model.features)
         labelDecoder = RecordDecoder(format: config.topics.formats.labels, classes: config.model.classes.count,
                                      features: config.model.features)
         windows = DistillWindowSet(config: config.statistics)
-        windows.followInputWatermark()
+        if role == .worker { windows.watermarkPerPartition() } else { windows.followInputWatermark() }
         evaluator = TriggerEvaluator(config: config.triggers, level: config.statistics.confidenceLevel)
         registry = TeacherRegistry(policy: config.teacher.health)
-        labelJoin = LabelJoinBuffer(windowMillis: config.labels.joinWindowMillis, capacity: config.labels.maxBuffered)
-        distiller = config.student.enabled ? try OnlineDistiller(config.student.distiller) : nil
+        distiller = config.student.enabled && role != .merger ? try OnlineDistiller(config.student.distiller) : nil
     }
 
     // MARK: Teachers
@@ -174,13 +189,14 @@ public final class DistillEngine {
             return []
         }
         trackEventTime(sample.timestamp, partition: position.partition)
-        guard recentIDs.insert(sample.id) else {
+        let joinKey = self.joinKey(position.partition)
+        guard recentIDs[joinKey, default: RecentIDs(capacity: Self.recentIDCapacity)].insert(sample.id) else {
             counters.duplicateSamples += 1
             return []
         }
         var out: [EngineOutput] = []
         let groups = groupKeys(for: sample)
-        if sample.label == nil, let label = labelJoin.takeLabel(for: sample.id) {
+        if sample.label == nil, let label = labelJoins[joinKey]?.takeLabel(for: sample.id) {
             sample.label = label
             counters.labelsJoined += 1
         }
@@ -188,15 +204,14 @@ public final class DistillEngine {
         if sample.label == nil {
             counters.lateSamples += windows.ingest(sample, groups: groups, partition: partition,
                                                    contribution: .unlabeled) > 0 ? 1 : 0
-            labelJoin.waitForLabel(sample, partition: partition)
+            labelJoins[joinKey, default: newJoinBuffer()].waitForLabel(sample, partition: partition)
         } else {
             counters.lateSamples += windows.ingest(sample, groups: groups, partition: partition) > 0 ? 1 : 0
         }
         counters.samplesIngested += 1
         out += learn(from: sample, partition: partition)
-        labelJoin.expire(before: sample.timestamp)
-        counters.labelsWaiting = labelJoin.waitingLabels
-        counters.labelsTooLate = labelJoin.tooLate
+        labelJoins[joinKey]?.expire(before: sample.timestamp)
+        countJoins()
         out += closeWindows()
         return out
     }
@@ -209,18 +224,32 @@ public final class DistillEngine {
         } catch {
             return [reject(bytes, key, position, reason: error.rule.rawValue, field: error.field, error.message)]
         }
-        if case let (waiting, partition)? = labelJoin.takeSample(for: record.id) {
+        let joinKey = self.joinKey(position.partition)
+        if case let (waiting, partition)? = labelJoins[joinKey]?.takeSample(for: record.id) {
             var sample = waiting
             sample.label = record.label
             counters.labelsJoined += 1
             // The labeled half goes to the sample's own partition and pane, not the label's.
             windows.ingest(sample, groups: groupKeys(for: sample), partition: partition, contribution: .labeled)
         } else {
-            labelJoin.waitForSample(record)
+            labelJoins[joinKey, default: newJoinBuffer()].waitForSample(record)
         }
-        counters.labelsWaiting = labelJoin.waitingLabels
-        counters.labelsTooLate = labelJoin.tooLate
+        countJoins()
+        // A label updates an open pane of the sample's partition; nothing can close because of it.
         return []
+    }
+
+    /// A worker keeps join and duplicate state per input partition (the labels topic is partitioned like samples,
+    /// by id), so it moves with the partition; otherwise one set serves all.
+    private func joinKey(_ partition: Int32) -> Int32 { role == .worker ? partition : 0 }
+
+    private func newJoinBuffer() -> LabelJoinBuffer {
+        LabelJoinBuffer(windowMillis: config.labels.joinWindowMillis, capacity: config.labels.maxBuffered)
+    }
+
+    func countJoins() {
+        counters.labelsWaiting = labelJoins.values.reduce(0) { $0 + $1.waitingLabels }
+        counters.labelsTooLate = labelJoins.values.reduce(0) { $0 + $1.tooLate }
     }
 
     /// The `samples` partitions this instance reads: the watermark waits until each has delivered data (or is
@@ -234,6 +263,8 @@ public final class DistillEngine {
         for p in partitions {
             partitionEventTime[p] = nil
             activePartitions.remove(p)
+            // The partition's next owner restores its panes and buffers from the changelog.
+            if role == .worker { dropPartition(p) }
         }
         updateWatermark()
         return closeWindows()
@@ -244,7 +275,11 @@ public final class DistillEngine {
     public func partitionIdle(_ partition: Int32) -> [EngineOutput] {
         guard activePartitions.remove(partition) != nil else { return [] }
         updateWatermark()
-        return closeWindows()
+        var out = closeWindows()
+        // A worker seals what an idle partition holds, so the partition stops holding the global watermark back;
+        // samples that come later for those panes are late.
+        if role == .worker { out += windows.sealEverythingOpen(partition: partition).map(EngineOutput.partial) }
+        return out
     }
 
     private func trackEventTime(_ ts: Int64, partition: Int32) {
@@ -255,7 +290,7 @@ public final class DistillEngine {
 
     /// The slowest active partition's event time, once every active partition has delivered something. When every
     /// partition is idle, nothing holds event time back: the newest time seen anywhere applies.
-    private func updateWatermark() {
+    func updateWatermark() {
         var low: Int64?
         for p in activePartitions {
             guard let t = partitionEventTime[p] else { return }
@@ -279,7 +314,12 @@ public final class DistillEngine {
 
     // MARK: Windows and triggers
 
-    private func closeWindows() -> [EngineOutput] {
+    func closeWindows() -> [EngineOutput] {
+        switch role {
+        case .worker: return windows.sealPanes().map(EngineOutput.partial)
+        case .merger: foldEndedPartials()
+        case .single: break
+        }
         let closed = windows.closeReady()
         var out: [EngineOutput] = []
         for window in closed.statistics {
@@ -299,6 +339,8 @@ public final class DistillEngine {
 
     /// Keeps fire/resolve decisions whose alert id has not been published yet; records the ids.
     private func publishable(_ decisions: [TriggerDecision]) -> [EngineOutput] {
+        // In scale-out only the merging instance decides and publishes.
+        guard role != .worker else { return [] }
         var out: [EngineOutput] = []
         // The online student's prequential figures are reported in window snapshots, but the trigger matrix is
         // about the served student: its groups raise no alerts.
@@ -372,7 +414,8 @@ public final class DistillEngine {
     /// A checkpoint of the EMA student every `student.checkpoint_every` samples, only when the gate passes (the
     /// lower 95% bound of prequential agreement). Its time is the sample's event time, so replays are identical.
     private func publishStudentIfDue(at eventTime: Int64) -> [EngineOutput] {
-        guard let distiller else { return [] }
+        // A worker's student has seen only its own partitions; it does not publish (averaging is not built yet).
+        guard let distiller, role != .worker else { return [] }
         let evidence = distiller.emaPrequential.gateEvidence()
         switch config.student.checkpoints.decide(samplesSinceLastCheckpoint: samplesSinceCheckpoint,
                                                  evidence: evidence) {
@@ -432,6 +475,7 @@ extension DistillEngine {
             refused.append("student")
         }
         if new.state != config.state || new.labels != config.labels { refused.append("state/labels") }
+        if new.scaleOut != config.scaleOut { refused.append("scale_out") }
         guard refused.isEmpty else {
             throw ConfigError(
                 file: "reload", line: nil, key: refused.joined(separator: ", "),
@@ -480,8 +524,9 @@ extension DistillEngine {
     /// daemon takes it between batches and encodes it on another thread while the loop goes on.
     func state() -> EngineState {
         EngineState(
-            configRevision: config.revision, windows: windows, evaluator: evaluator, labelJoin: labelJoin,
-            emittedAlerts: emittedAlerts.sorted(), recentIDs: recentIDs, parked: parked, counters: counters,
+            configRevision: config.revision, windows: windows, evaluator: evaluator,
+            labelJoin: labelJoins[0] ?? newJoinBuffer(), emittedAlerts: emittedAlerts.sorted(),
+            recentIDs: recentIDs[0] ?? RecentIDs(capacity: Self.recentIDCapacity), parked: parked, counters: counters,
             partitionEventTime: partitionEventTime, samplesSinceCheckpoint: samplesSinceCheckpoint,
             student: distiller.map { Data($0.trainerState()) })
     }
@@ -515,9 +560,9 @@ extension DistillEngine {
         var evaluator = TriggerEvaluator(config: config.triggers, level: config.statistics.confidenceLevel)
         evaluator.adoptEpisodes(from: state.evaluator)
         self.evaluator = evaluator
-        labelJoin = state.labelJoin
+        labelJoins = [0: state.labelJoin]
         emittedAlerts = Set(state.emittedAlerts)
-        recentIDs = state.recentIDs
+        recentIDs = [0: state.recentIDs]
         parked = state.parked
         counters = state.counters
         partitionEventTime = state.partitionEventTime

@@ -64,6 +64,12 @@ final class PipelineRunner {
     /// Checkpoints failed in a row, and when that was last logged (a failing volume is logged once a minute).
     private var failedCheckpoints = 0
     private var failureLogged: ContinuousClock.Instant?
+    /// Scale-out (`scale_out.enabled`): the changelog and the merge stage.
+    private var scaleOut: ScaleOutCoordinator?
+    /// Scale-out: input a restored partition state already covers, per partition (records below are skipped).
+    private var skipBelow: [TopicPartition: Int64] = [:]
+    /// Scale-out: the `samples` partitions this instance owns.
+    private var ownedSamples: Set<Int32> = []
 
     init(
         config: DistillConfig, connection: KafkaConnection, hooks: DistillServiceHooks, metrics: DistillMetrics,
@@ -74,7 +80,7 @@ final class PipelineRunner {
         self.hooks = hooks
         self.metrics = metrics
         self.health = health
-        engine = try DistillEngine(config: config)
+        engine = try DistillEngine(config: config, role: config.scaleOut.enabled ? .worker : .single)
         properties = connection.properties
         producer = try KafkaProducer(properties: connection.properties, logger: logger)
         inputs = try KafkaConsumer(groupID: config.consumerGroup, properties: connection.properties, logger: logger)
@@ -93,10 +99,20 @@ final class PipelineRunner {
     // MARK: Run
 
     func run() async throws {
-        try restore()
-        try await readBackAlerts()
+        if config.scaleOut.enabled {
+            scaleOut = try ScaleOutCoordinator(
+                config: config, properties: properties, logger: logger,
+                send: { [unowned self] record in try self.send(record) },
+                publish: { [unowned self] outputs in try self.publish(outputs) },
+                readBackAlerts: { [unowned self] engine in try await self.readBackAlerts(into: engine) })
+            logger.info("scale-out: partitions restore from \(config.topics.changelog), not from the state directory")
+        } else {
+            try restore()
+        }
+        if !config.scaleOut.enabled { try await readBackAlerts(into: engine) }
         health.stateRestored()
         try await catchUpRegistry()
+        try await scaleOut?.start()
         var topics = [config.topics.samples]
         if let labels = config.topics.labels { topics.append(labels) }
         inputs.setStartOffsets(resumeAt)
@@ -113,6 +129,7 @@ final class PipelineRunner {
         await lagQuery?.value
         logger.info("shutting down: final checkpoint")
         try await finalCheckpoint()
+        await scaleOut?.close()
         await inputs.close()
         await registryConsumer.close()
         await producer.close()
@@ -124,6 +141,7 @@ final class PipelineRunner {
         if let reload, reload.take() { applyReload(from: reload.path) }
         for message in try await registryConsumer.poll(maxMessages: 256, timeout: .zero).messages {
             try publish(engine.handleTeacher(message.value, key: message.key, at: position(of: message)))
+            try scaleOut?.teacher(message)
         }
         let batch = try await inputs.poll(maxMessages: 2048, timeout: .milliseconds(100))
         for event in batch.events {
@@ -131,6 +149,7 @@ final class PipelineRunner {
             case .assigned(let partitions):
                 logger.info("partitions assigned", metadata: ["partitions": "\(partitions.count)"])
                 let samples = partitions.filter { $0.topic == config.topics.samples }.map(\.partition)
+                if let scaleOut { try await takeOver(samples, from: scaleOut) }
                 engine.partitionsAssigned(samples)
                 for p in samples { lastData[p] = ContinuousClock.now }
                 health.partitionsAssigned()
@@ -140,10 +159,16 @@ final class PipelineRunner {
                 for tp in partitions { metrics.removeLag(topic: tp.topic, partition: tp.partition) }
                 let samples = partitions.filter { $0.topic == config.topics.samples }.map(\.partition)
                 for p in samples { lastData[p] = nil; idle.remove(p) }
+                if scaleOut != nil {
+                    // The next owner restores these from the changelog; nothing of them stays here.
+                    for tp in partitions { positions[tp] = nil; skipBelow[tp] = nil }
+                    ownedSamples.subtract(samples)
+                }
                 try publish(engine.partitionsRevoked(samples))
             case .error(let error):
                 logger.warning("consumer: \(error)")
             case .message(let message):
+                if let covered = skipBelow[message.topicPartition], message.offset < covered { continue }
                 if message.topic == config.topics.samples && idle.contains(message.partition) { resumeIdle() }
                 let at = position(of: message)
                 let outputs = message.topic == config.topics.samples
@@ -170,9 +195,16 @@ final class PipelineRunner {
             try publish(engine.partitionIdle(p))
         }
         reportCounters()
-        if let (_, done) = inFlight, done.withLock({ $0 }) { try await settleInFlight(final: false) }
-        if inFlight == nil && ContinuousClock.now - lastCheckpoint >= .milliseconds(config.state.intervalMillis) {
-            startCheckpoint()
+        if let scaleOut {
+            try await scaleOut.step()
+            if ContinuousClock.now - lastCheckpoint >= .milliseconds(config.state.intervalMillis) {
+                try await scaleOutCheckpoint(scaleOut)
+            }
+        } else {
+            if let (_, done) = inFlight, done.withLock({ $0 }) { try await settleInFlight(final: false) }
+            if inFlight == nil && ContinuousClock.now - lastCheckpoint >= .milliseconds(config.state.intervalMillis) {
+                startCheckpoint()
+            }
         }
         if ContinuousClock.now - lastLagUpdate >= Self.lagEvery {
             lastLagUpdate = ContinuousClock.now
@@ -257,26 +289,20 @@ final class PipelineRunner {
     }
 
     /// Reads the tail of the alerts topic so alerts published after the last checkpoint are not sent again.
-    private func readBackAlerts() async throws {
-        let reader = try KafkaConsumer(groupID: config.consumerGroup + ".alerts-readback", properties: properties,
-                                       logger: logger)
-        defer { Task { await reader.close() } }
-        let partitions = try await partitionCount(config.topics.alerts, using: reader)
+    func readBackAlerts(into engine: DistillEngine) async throws {
+        let probe = try KafkaConsumer(groupID: config.consumerGroup + ".alerts-readback", properties: properties,
+                                      logger: logger)
+        let partitions = try await partitionCount(config.topics.alerts, using: probe)
+        await probe.close()
         var starts: [TopicPartition: Int64] = [:]
         for p in 0..<partitions { starts[TopicPartition(config.topics.alerts, p)] = KafkaOffset.tail(Self.alertTail) }
-        try reader.assign(starts)
-        var remaining: [TopicPartition: Int64] = [:]
-        for (tp, lag) in try await reader.lag() where lag.highWatermark > 0 { remaining[tp] = lag.highWatermark }
         var ids: [String] = []
-        let deadline = ContinuousClock.now + .seconds(30)
-        while !remaining.isEmpty && ContinuousClock.now < deadline {
-            for m in try await reader.poll(maxMessages: 4096, timeout: .milliseconds(200)).messages {
-                if let object = try? JSONSerialization.jsonObject(with: Data(m.value)) as? [String: Any],
-                   let id = object["id"] as? String { ids.append(id) }
-                if let end = remaining[m.topicPartition], m.offset + 1 >= end { remaining[m.topicPartition] = nil }
-            }
+        let complete = try await TopicReader.readToEnd(
+            starts, group: config.consumerGroup + ".alerts-readback", properties: properties, logger: logger) { m in
+            if let object = try? JSONSerialization.jsonObject(with: Data(m.value)) as? [String: Any],
+               let id = object["id"] as? String { ids.append(id) }
         }
-        if !remaining.isEmpty {
+        if !complete {
             throw DaemonError.state("could not read back \(config.topics.alerts) within 30 s; refusing to start, "
                                     + "since alerts published before a crash might be sent twice")
         }
@@ -312,7 +338,7 @@ final class PipelineRunner {
 
     // MARK: Outputs
 
-    private func publish(_ outputs: [EngineOutput]) throws {
+    func publish(_ outputs: [EngineOutput]) throws {
         for item in outputs {
             let record: ProducerRecord
             switch item {
@@ -338,6 +364,10 @@ final class PipelineRunner {
                     reason: DeadLetterReason(code: rejected.reason, message: rejected.message,
                                              field: rejected.field ?? "$"))
                     .producerRecord(topic: config.topics.deadLetter)
+            case .partial(let partial):
+                guard let scaleOut else { continue }
+                for record in try scaleOut.records(for: partial) { try send(record) }
+                continue
             case .studentCheckpoint(let checkpoint):
                 record = try StudentCheckpointRecord(
                     checkpoint: checkpoint, studentVersion: DistillEngine.onlineStudentVersion, context: output)
@@ -348,7 +378,7 @@ final class PipelineRunner {
         }
     }
 
-    private func send(_ record: ProducerRecord) throws {
+    func send(_ record: ProducerRecord) throws {
         let ledger = self.ledger
         let epoch = ledger.sending()
         while true {
@@ -389,9 +419,66 @@ final class PipelineRunner {
 
     /// On shutdown: lets the checkpoint in flight finish, then writes one covering everything read.
     private func finalCheckpoint() async throws {
+        if let scaleOut { return try await scaleOutCheckpoint(scaleOut) }
         try await settleInFlight(final: false)
         startCheckpoint()
         try await settleInFlight(final: true)
+    }
+
+    // MARK: Scale-out checkpoint
+
+    /// Restores newly assigned partitions from the changelog: their panes, clocks and buffers, and the input offsets
+    /// their state covers (input below them is skipped: it is already in the state).
+    private func takeOver(_ samples: [Int32], from scaleOut: ScaleOutCoordinator) async throws {
+        for p in samples where !ownedSamples.contains(p) {
+            ownedSamples.insert(p)
+            guard let restored = try await scaleOut.restore(partition: p) else { continue }
+            engine.restorePartition(restored.state)
+            if let next = restored.samplesNext {
+                let tp = TopicPartition(config.topics.samples, p)
+                skipBelow[tp] = next
+                positions[tp] = max(positions[tp] ?? next, next)
+            }
+            if let labels = config.topics.labels, let next = restored.labelsNext {
+                let tp = TopicPartition(labels, p)
+                skipBelow[tp] = next
+                positions[tp] = max(positions[tp] ?? next, next)
+            }
+            logger.info("partition restored from the changelog", metadata: [
+                "partition": "\(p)", "samples_next": "\(restored.samplesNext ?? -1)",
+                "open_partials": "\(restored.state.open.count)"])
+        }
+    }
+
+    /// The scale-out commit protocol, in the loop: outputs so far acknowledged → owned partitions' state and progress
+    /// (and the merge state) acknowledged → input offsets committed.
+    private func scaleOutCheckpoint(_ scaleOut: ScaleOutCoordinator) async throws {
+        let started = ContinuousClock.now
+        lastCheckpoint = started
+        let covered = positions
+        let records = try scaleOut.checkpointRecords(engine: engine, owned: Array(ownedSamples), positions: covered)
+            + (scaleOut.mergeCheckpointRecords() ?? [])
+        try await acknowledged(through: ledger.seal())
+        for record in records { try send(record) }
+        try await acknowledged(through: ledger.seal())
+        hooks.onCheckpoint(covered)
+        _ = await writer.commit(covered)
+        metrics.checkpointWritten(duration: ContinuousClock.now - started)
+        health.checkpointWritten()
+    }
+
+    /// Waits until every output up to `epoch` is acknowledged; a failed one stops the daemon without committing.
+    private func acknowledged(through epoch: Int) async throws {
+        while true {
+            switch ledger.status(through: epoch) {
+            case .acknowledged: return
+            case .failed(let error):
+                metrics.deliveryFailed()
+                throw DaemonError.delivery("an output could not be delivered (\(error)); stopping without "
+                                           + "committing, so a restart recomputes and re-sends it")
+            case .pending: try await Task.sleep(for: .milliseconds(1))
+            }
+        }
     }
 
     /// Waits for the checkpoint in flight, if any, and reports it.

@@ -1,0 +1,270 @@
+import DistillCore
+import Foundation
+import KafkaClient
+import Logging
+
+// MARK: - ScaleOutCoordinator
+
+/// The scale-out side of an instance (`scale_out.enabled`): the changelog of the partitions it owns, and the merge
+/// stage while it holds the merge lease.
+///
+/// - **Stage 1, every instance.** The runner's engine is a `worker`. Its sealed panes go to `topics.partials` (to the
+///   partition `source partition % partials partitions`, so one source partition's records stay in order), and at
+///   each checkpoint every owned partition's state goes to `topics.changelog` and its progress (event time, idle) to
+///   `topics.partials`, after every output before it is acknowledged; only then are the input offsets committed. A
+///   partition's next owner restores the newest complete state from the changelog and skips input it covers.
+/// - **Stage 2, one instance.** The merge lease is partition 0 of `topics.merge`, held through the consumer group
+///   `<consumer_group>.merge`: the group protocol gives it to exactly one live member. The holder restores the last
+///   merge state from that topic, reads back the alerts already published, reads the registry, and folds partials
+///   from where the state stops: a `merger` engine closes windows on the global watermark and emits the alerts,
+///   snapshots and calibration checks. It checkpoints its state to the merge topic with the instance's checkpoint.
+final class ScaleOutCoordinator {
+    let config: DistillConfig
+    let properties: KafkaProperties
+    let logger: Logger
+    /// Sends one record through the runner's producer, counted in its output ledger.
+    private let send: (ProducerRecord) throws -> Void
+    /// Publishes merger outputs the way the runner publishes its own.
+    private let publish: ([EngineOutput]) throws -> Void
+    private let readBackAlerts: (DistillEngine) async throws -> Void
+    private let writer = UInt64.random(in: 1...UInt64.max)
+    private var sequence: UInt64 = 0
+    private(set) var partialsPartitions: Int32 = 0
+    private(set) var changelogPartitions: Int32 = 0
+    private(set) var samplesPartitions: Int32 = 0
+    private let lease: KafkaConsumer
+    private var merger: Merger?
+    /// Partials refused by the merger so far (reported as a metric delta).
+    private(set) var conflictingPartials = 0
+
+    /// The merge stage while this instance holds the lease.
+    private struct Merger {
+        let engine: DistillEngine
+        let partials: KafkaConsumer
+        var assembler = ChunkAssembler()
+        var next: [Int32: Int64]
+    }
+
+    init(config: DistillConfig, properties: KafkaProperties, logger: Logger,
+         send: @escaping (ProducerRecord) throws -> Void, publish: @escaping ([EngineOutput]) throws -> Void,
+         readBackAlerts: @escaping (DistillEngine) async throws -> Void) throws {
+        self.config = config
+        self.properties = properties
+        self.logger = logger
+        self.send = send
+        self.publish = publish
+        self.readBackAlerts = readBackAlerts
+        lease = try KafkaConsumer(groupID: config.consumerGroup + ".merge", properties: properties, logger: logger)
+    }
+
+    /// Learns the partition counts and joins the merge-lease group.
+    func start() async throws {
+        let topics = config.topics
+        samplesPartitions = Int32(try await lease.partitionCount(of: topics.samples))
+        partialsPartitions = Int32(try await lease.partitionCount(of: topics.partials))
+        changelogPartitions = Int32(try await lease.partitionCount(of: topics.changelog))
+        let merge = try await lease.partitionCount(of: topics.merge)
+        if let labels = topics.labels {
+            let count = Int32(try await lease.partitionCount(of: labels))
+            guard count == samplesPartitions else {
+                throw DaemonError.state("scale_out needs \(labels) partitioned like \(topics.samples) (a label must "
+                                        + "reach the instance owning its sample): \(count) vs \(samplesPartitions) "
+                                        + "partitions")
+            }
+        }
+        if merge != 1 {
+            logger.warning("\(topics.merge) has \(merge) partitions; only partition 0 is the merge lease")
+        }
+        try lease.subscribe([topics.merge])
+        logger.info("scale-out: stage 1 on owned partitions; merge lease requested", metadata: [
+            "samples_partitions": "\(samplesPartitions)", "partials_partitions": "\(partialsPartitions)"])
+    }
+
+    private func token() -> ScaleOutToken {
+        sequence += 1
+        return ScaleOutToken(writer: writer, sequence: sequence)
+    }
+
+    private func records(_ value: some Encodable, kind: ScaleOutRecord.Kind, partition: Int32, topic: String,
+                         topicPartition: Int32, key: String) throws -> [ProducerRecord] {
+        let bytes = try StateBinaryEncoder().encode(value)
+        return ScaleOutRecord.chunks(of: bytes, kind: kind, partition: partition, token: token()).map {
+            ProducerRecord(topic: topic, partition: topicPartition, key: Array(key.utf8), value: $0.bytes)
+        }
+    }
+
+    // MARK: Stage 1
+
+    /// The records of a sealed partial, for the partials topic.
+    func records(for partial: WindowSetPartial) throws -> [ProducerRecord] {
+        try records(partial, kind: .sealed, partition: partial.partition, topic: config.topics.partials,
+                    topicPartition: partial.partition % max(1, partialsPartitions),
+                    key: "sealed/\(partial.partition)/\(partial.window)/\(partial.pane)")
+    }
+
+    /// The state and progress records of the partitions this instance owns, at this instant.
+    func checkpointRecords(engine: DistillEngine, owned: [Int32], positions: [TopicPartition: Int64]) throws
+        -> [ProducerRecord] {
+        var out: [ProducerRecord] = []
+        for p in owned.sorted() {
+            let samplesNext = positions[TopicPartition(config.topics.samples, p)]
+            let labelsNext = config.topics.labels.flatMap { positions[TopicPartition($0, p)] }
+            let published = PublishedPartitionState(
+                state: engine.partitionState(p, samplesTopic: config.topics.samples), samplesNext: samplesNext,
+                labelsNext: labelsNext)
+            let stateRecords = try records(published, kind: .state, partition: p, topic: config.topics.changelog,
+                                           topicPartition: p % max(1, changelogPartitions), key: "state/\(p)")
+            out += stateRecords
+            let progress = engine.progress(of: p, samplesNext: samplesNext, labelsNext: labelsNext,
+                                           stateToken: "\(sequence)")
+            out += try records(progress, kind: .progress, partition: p, topic: config.topics.partials,
+                               topicPartition: p % max(1, partialsPartitions), key: "progress/\(p)")
+        }
+        return out
+    }
+
+    /// The newest complete state of a partition in the changelog (the one covering the most input), or nil.
+    func restore(partition p: Int32) async throws -> PublishedPartitionState? {
+        var assembler = ChunkAssembler()
+        var best: PublishedPartitionState?
+        var undecodable = 0
+        let tp = TopicPartition(config.topics.changelog, p % max(1, changelogPartitions))
+        let complete = try await TopicReader.readToEnd(
+            [tp: KafkaOffset.beginning], group: config.consumerGroup + ".changelog", properties: properties,
+            logger: logger) { m in
+            guard let record = ScaleOutRecord(bytes: m.value), record.kind == .state, record.partition == p,
+                  let bytes = assembler.add(record) else { return }
+            guard let state = try? StateBinaryDecoder().decode(PublishedPartitionState.self, from: bytes) else {
+                undecodable += 1
+                return
+            }
+            if (state.samplesNext ?? -1) >= (best?.samplesNext ?? -1) { best = state }
+        }
+        if !complete {
+            throw DaemonError.state("could not read \(config.topics.changelog) to its end within 30 s to restore "
+                                    + "partition \(p)")
+        }
+        if undecodable > 0 { logger.warning("changelog: \(undecodable) undecodable state record(s) for partition \(p)") }
+        return best
+    }
+
+    // MARK: Stage 2
+
+    /// Whether this instance holds the merge lease.
+    var isMerging: Bool { merger != nil }
+
+    /// A registry record read by the instance: the merger's registry follows it too.
+    func teacher(_ message: KafkaMessage) throws {
+        guard let merger else { return }
+        try publish(merger.engine.handleTeacher(message.value, key: message.key, at: InputPosition(
+            topic: message.topic, partition: message.partition, offset: message.offset)))
+    }
+
+    /// Serves the lease, and while it is held folds the partials that have arrived.
+    func step() async throws {
+        for event in try await lease.poll(maxMessages: 64, timeout: .zero).events {
+            switch event {
+            case .assigned(let partitions) where partitions.contains(TopicPartition(config.topics.merge, 0)):
+                try lease.pause(partitions)
+                try await becomeMerger()
+            case .revoked(let partitions), .lost(let partitions):
+                if partitions.contains(TopicPartition(config.topics.merge, 0)) { await stopMerging("lease revoked") }
+            case .error(let error):
+                logger.warning("merge lease: \(error)")
+            default:
+                break
+            }
+        }
+        guard var m = merger else { return }
+        var outputs: [EngineOutput] = []
+        for message in try await m.partials.poll(maxMessages: 1024, timeout: .zero).messages {
+            m.next[message.partition] = message.offset + 1
+            guard let record = ScaleOutRecord(bytes: message.value) else {
+                logger.warning("partials: not a scale-out record", metadata: [
+                    "at": "\(message.partition):\(message.offset)"])
+                continue
+            }
+            guard record.kind == .sealed || record.kind == .progress, let bytes = m.assembler.add(record) else {
+                continue
+            }
+            do {
+                if record.kind == .sealed {
+                    outputs += m.engine.handlePartial(try StateBinaryDecoder().decode(WindowSetPartial.self, from: bytes))
+                } else {
+                    outputs += m.engine.handleProgress(
+                        try StateBinaryDecoder().decode(PartitionProgress.self, from: bytes))
+                }
+            } catch {
+                logger.error("partials: undecodable record", metadata: [
+                    "kind": "\(record.kind)", "at": "\(message.partition):\(message.offset)", "error": "\(error)"])
+            }
+        }
+        merger = m
+        conflictingPartials = m.engine.conflictingPartials
+        try publish(outputs)
+    }
+
+    /// The merger's state at this instant, as merge-topic records (nil when not merging).
+    func mergeCheckpointRecords() throws -> [ProducerRecord]? {
+        guard let merger else { return nil }
+        let published = PublishedMergeState(state: merger.engine.mergeState(), partialsNext: merger.next)
+        return try records(published, kind: .merge, partition: -1, topic: config.topics.merge, topicPartition: 0,
+                           key: "merge")
+    }
+
+    private func becomeMerger() async throws {
+        let started = ContinuousClock.now
+        let engine = try DistillEngine(config: config, role: .merger)
+        engine.setSourcePartitions(samplesPartitions)
+        // The last complete merge state.
+        var assembler = ChunkAssembler()
+        var last: PublishedMergeState?
+        let complete = try await TopicReader.readToEnd(
+            [TopicPartition(config.topics.merge, 0): KafkaOffset.beginning], group: config.consumerGroup + ".merge-read",
+            properties: properties, logger: logger) { m in
+            guard let record = ScaleOutRecord(bytes: m.value), record.kind == .merge,
+                  let bytes = assembler.add(record) else { return }
+            do {
+                last = try StateBinaryDecoder().decode(PublishedMergeState.self, from: bytes)
+            } catch {
+                logger.error("merge topic: undecodable merge state at offset \(m.offset): \(error)")
+            }
+        }
+        guard complete else {
+            throw DaemonError.state("could not read \(config.topics.merge) to its end within 30 s to take over merging")
+        }
+        if let last { try engine.restoreMerge(last.state) }
+        try await readBackAlerts(engine)
+        // The registry, from its beginning, before any partial: group keys and calibration need it.
+        var outputs: [EngineOutput] = []
+        _ = try await TopicReader.readToEnd(
+            [TopicPartition(config.topics.teachers, 0): KafkaOffset.beginning],
+            group: config.consumerGroup + ".merge-registry", properties: properties, logger: logger) { m in
+            outputs += engine.handleTeacher(m.value, key: m.key, at: InputPosition(
+                topic: m.topic, partition: m.partition, offset: m.offset))
+        }
+        try publish(outputs)
+        let consumer = try KafkaConsumer(groupID: config.consumerGroup + ".partials", properties: properties,
+                                         logger: logger)
+        var starts: [TopicPartition: Int64] = [:]
+        for p in 0..<partialsPartitions {
+            starts[TopicPartition(config.topics.partials, p)] = last?.partialsNext[p] ?? KafkaOffset.beginning
+        }
+        try consumer.assign(starts)
+        merger = Merger(engine: engine, partials: consumer, next: last?.partialsNext ?? [:])
+        logger.notice("merge lease taken: this instance merges", metadata: [
+            "restored": "\(last != nil)", "took": "\(ContinuousClock.now - started)"])
+    }
+
+    private func stopMerging(_ why: String) async {
+        guard let m = merger else { return }
+        merger = nil
+        await m.partials.close()
+        logger.notice("merge lease released: \(why)")
+    }
+
+    func close() async {
+        await stopMerging("shutting down")
+        await lease.close()
+    }
+}
