@@ -70,6 +70,8 @@ final class PipelineRunner {
     private var skipBelow: [TopicPartition: Int64] = [:]
     /// Scale-out: the `samples` partitions this instance owns.
     private var ownedSamples: Set<Int32> = []
+    /// Scale-out: when this instance last processed a sample of each partition (logged when it stops owning them).
+    private var lastProcessed: [Int32: Date] = [:]
 
     init(
         config: DistillConfig, connection: KafkaConnection, hooks: DistillServiceHooks, metrics: DistillMetrics,
@@ -101,10 +103,13 @@ final class PipelineRunner {
     func run() async throws {
         if config.scaleOut.enabled {
             scaleOut = try ScaleOutCoordinator(
-                config: config, properties: properties, logger: logger,
+                config: config, properties: properties, producer: producer, logger: logger,
                 send: { [unowned self] record in try self.send(record) },
                 publish: { [unowned self] outputs in try self.publish(outputs) },
                 readBackAlerts: { [unowned self] engine in try await self.readBackAlerts(into: engine) })
+            // A partition's next owner starts once what this instance sent for it (partials, progress) has landed.
+            let producer = self.producer
+            inputs.beforeRevoke { _ in _ = producer.flushBlocking(timeout: .seconds(10)) }
             logger.info("scale-out: partitions restore from \(config.topics.changelog), not from the state directory")
         } else {
             try restore()
@@ -125,6 +130,9 @@ final class PipelineRunner {
             try await step()
         }
         health.shutdownBegan()
+        if scaleOut != nil {
+            logger.info("input stopped", metadata: ["last_processed": "\(lastProcessedText(Array(ownedSamples)))"])
+        }
         lagQuery?.cancel()
         await lagQuery?.value
         logger.info("shutting down: final checkpoint")
@@ -144,31 +152,40 @@ final class PipelineRunner {
             try scaleOut?.teacher(message)
         }
         let batch = try await inputs.poll(maxMessages: 2048, timeout: .milliseconds(100))
-        for event in batch.events {
+        let revokedLater = scaleOut == nil ? [] : Self.revokedLater(batch.events)
+        for (index, event) in batch.events.enumerated() {
             switch event {
             case .assigned(let partitions):
-                logger.info("partitions assigned", metadata: ["partitions": "\(partitions.count)"])
                 let samples = partitions.filter { $0.topic == config.topics.samples }.map(\.partition)
+                logger.info("partitions assigned", metadata: [
+                    "partitions": "\(partitions.count)", "samples": "\(samples.map(String.init).joined(separator: ","))"])
                 if let scaleOut { try await takeOver(samples, from: scaleOut) }
                 engine.partitionsAssigned(samples)
                 for p in samples { lastData[p] = ContinuousClock.now }
                 health.partitionsAssigned()
                 hooks.onAssigned(partitions)
             case .revoked(let partitions), .lost(let partitions):
-                logger.info("partitions revoked", metadata: ["partitions": "\(partitions.count)"])
-                for tp in partitions { metrics.removeLag(topic: tp.topic, partition: tp.partition) }
                 let samples = partitions.filter { $0.topic == config.topics.samples }.map(\.partition)
+                logger.info("partitions revoked", metadata: [
+                    "partitions": "\(partitions.count)", "samples": "\(samples.map(String.init).joined(separator: ","))",
+                    "last_processed": "\(lastProcessedText(samples))"])
+                for tp in partitions { metrics.removeLag(topic: tp.topic, partition: tp.partition) }
                 for p in samples { lastData[p] = nil; idle.remove(p) }
                 if scaleOut != nil {
                     // The next owner restores these from the changelog; nothing of them stays here.
                     for tp in partitions { positions[tp] = nil; skipBelow[tp] = nil }
                     ownedSamples.subtract(samples)
+                    for p in samples { lastProcessed[p] = nil }
                 }
                 try publish(engine.partitionsRevoked(samples))
             case .error(let error):
                 logger.warning("consumer: \(error)")
             case .message(let message):
                 if let covered = skipBelow[message.topicPartition], message.offset < covered { continue }
+                // Fetched before a revocation later in this batch: the partition is someone else's now (its next
+                // owner reprocesses from the changelog), so nothing more of it is processed here.
+                if !revokedLater.isEmpty && revokedLater[index].contains(message.topicPartition) { continue }
+                if scaleOut != nil && message.topic == config.topics.samples { lastProcessed[message.partition] = Date() }
                 if message.topic == config.topics.samples && idle.contains(message.partition) { resumeIdle() }
                 let at = position(of: message)
                 let outputs = message.topic == config.topics.samples
@@ -426,6 +443,29 @@ final class PipelineRunner {
     }
 
     // MARK: Scale-out checkpoint
+
+    /// For each event of a batch, the partitions revoked (or lost) after it and not assigned again before that.
+    static func revokedLater(_ events: [ConsumerEvent]) -> [Set<TopicPartition>] {
+        var out = Array(repeating: Set<TopicPartition>(), count: events.count)
+        var later = Set<TopicPartition>()
+        for i in events.indices.reversed() {
+            switch events[i] {
+            case .revoked(let tps), .lost(let tps): later.formUnion(tps)
+            case .assigned(let tps): later.subtract(tps)
+            default: break
+            }
+            out[i] = later
+        }
+        return out
+    }
+
+    /// `partition=unix ms` of the last sample processed per partition, for the log (ownership handovers are checked
+    /// against it).
+    private func lastProcessedText(_ partitions: [Int32]) -> String {
+        partitions.sorted().compactMap { p in
+            lastProcessed[p].map { "\(p)=\(Int64(($0.timeIntervalSince1970 * 1000).rounded()))" }
+        }.joined(separator: ",")
+    }
 
     /// Restores newly assigned partitions from the changelog: their panes, clocks and buffers, and the input offsets
     /// their state covers (input below them is skipped: it is already in the state).

@@ -45,7 +45,7 @@ final class ScaleOutCoordinator {
         var next: [Int32: Int64]
     }
 
-    init(config: DistillConfig, properties: KafkaProperties, logger: Logger,
+    init(config: DistillConfig, properties: KafkaProperties, producer: KafkaProducer, logger: Logger,
          send: @escaping (ProducerRecord) throws -> Void, publish: @escaping ([EngineOutput]) throws -> Void,
          readBackAlerts: @escaping (DistillEngine) async throws -> Void) throws {
         self.config = config
@@ -55,6 +55,8 @@ final class ScaleOutCoordinator {
         self.publish = publish
         self.readBackAlerts = readBackAlerts
         lease = try KafkaConsumer(groupID: config.consumerGroup + ".merge", properties: properties, logger: logger)
+        // The next merger reads back the alerts already published: let what this one sent land before it can start.
+        lease.beforeRevoke { _ in _ = producer.flushBlocking(timeout: .seconds(10)) }
     }
 
     /// Learns the partition counts and joins the merge-lease group.

@@ -63,6 +63,13 @@ public final class KafkaConsumer: Sendable {
         handle.context.startOffsets.withLock { $0 = offsets }
     }
 
+    /// Runs `handler` inside the rebalance callback, before partitions are given up: their next owner is assigned only
+    /// after it returns (e.g. to make sure what was produced for them is acknowledged). Keep it short: the whole group
+    /// waits.
+    public func beforeRevoke(_ handler: @escaping @Sendable ([TopicPartition]) -> Void) {
+        handle.context.beforeRevoke.withLock { $0 = handler }
+    }
+
     /// The partitions currently assigned to this consumer.
     public var assignment: [TopicPartition] {
         var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>? = nil
@@ -181,6 +188,7 @@ public final class KafkaConsumer: Sendable {
             }
             event = .assigned(list.partitions.sorted())
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            if let handler = context.beforeRevoke.withLock({ $0 }) { handler(list.partitions.sorted()) }
             if rd_kafka_assignment_lost(rk) != 0 {
                 event = .lost(list.partitions.sorted())
             } else {

@@ -14,6 +14,8 @@ final class ClientContext: @unchecked Sendable {
     /// Where partitions start when the group assigns them (a restored checkpoint's offsets), instead of the
     /// committed offsets.
     let startOffsets = Mutex<[TopicPartition: Int64]>([:])
+    /// Runs inside the rebalance callback before partitions are given up, so the group waits for it.
+    let beforeRevoke = Mutex<(@Sendable ([TopicPartition]) -> Void)?>(nil)
     /// Client-level errors (e.g. all brokers down) seen by `error_cb`, for tests and metrics.
     let clientErrors = Mutex<[KafkaError]>([])
 

@@ -172,6 +172,12 @@ public final class KafkaProducer: Sendable {
         if let error = KafkaError.from(err, .produce, "flush") { throw error }
     }
 
+    /// Blocks the calling thread until every queued record has its delivery result or `timeout` passes; true when
+    /// nothing is left. For callers that must not return before their outputs are durable (a rebalance callback).
+    public func flushBlocking(timeout: Duration) -> Bool {
+        rd_kafka_flush(handle.pointer, timeout.milliseconds) == RD_KAFKA_RESP_ERR_NO_ERROR
+    }
+
     /// Flushes with a deadline, then fails whatever is left so every completion handler runs. Idempotent.
     public func close(timeout: Duration = .seconds(10)) async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }

@@ -21,8 +21,10 @@ struct BrokerSettingsTests {
         let names = catalog.topics.map(\.spec.name)
         #expect(names == [
             "samples", "labels", "teachers", "distill.alerts", "distill.calibration", "distill.windows",
-            "distill.students", "distill.deadletter",
+            "distill.students", "distill.deadletter", "distill.partials", "distill.changelog", "distill.merge",
         ])
+        #expect(catalog.topic("distill.merge")?.spec.partitions == 1, "one partition is the merge lease")
+        #expect(catalog.topic("distill.partials")?.role == .internal)
         #expect(catalog.topic("samples")?.spec.partitions == 32)
         #expect(catalog.topic("teachers")?.spec.partitions == 1, "one partition keeps the registry in order")
         #expect(catalog.topic("teachers")?.spec.config["cleanup.policy"] == "compact")

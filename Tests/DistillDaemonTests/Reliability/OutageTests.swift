@@ -517,7 +517,7 @@ struct OutageTests {
         // Enough records for any plausible rate; only the prefix fed is compared with the reference. The 13,000
         // records before the daemon starts span 130 s of event time, past the widest window, so the windows' state
         // has its steady size before memory is measured; the teacher change comes during the calibration.
-        let scenario = RotationScenario(seconds: long ? 5_000 : 1_500, perSecond: 100, changeAt: 150_000)
+        let scenario = RotationScenario(seconds: long ? 5_000 : 2_500, perSecond: 100, changeAt: 150_000)
         let phases = Mutex(OverloadPhases())
         let f = try await Self.run("overload-\(Int(overloadSeconds))s", partitions: partitions,
                                    settings: "\nstatistics: {replicates: 256}", scenario: scenario,
