@@ -457,4 +457,16 @@ public final class OnlineDistiller {
 
     /// A copy of the EMA parameters.
     public var emaParameterArray: [Float] { Array(meanTeacher.parameters) }
+
+    /// Takes weights averaged over several instances (model averaging): the student and the EMA get them and the
+    /// pending batch is dropped; the optimizer's state and the counters are kept, so training goes on from there.
+    public func adopt(trained: [Float], ema: [Float]) {
+        precondition(trained.count == model.parameterCount && ema.count == model.parameterCount,
+                     "parameter count mismatch")
+        model.parameterArray = trained
+        ema.withUnsafeBufferPointer { meanTeacher.reset(to: $0) }
+        model.zeroGradients()
+        batchCount = 0
+        batchLoss = 0
+    }
 }

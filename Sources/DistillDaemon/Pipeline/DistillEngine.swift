@@ -94,7 +94,7 @@ public final class DistillEngine {
     /// The label join, one buffer per input partition for a worker (a partition's state moves with it), one for all
     /// otherwise (key 0).
     var labelJoins: [Int32: LabelJoinBuffer] = [:]
-    private let distiller: OnlineDistiller?
+    let distiller: OnlineDistiller?
     /// Alert ids already published (fired/resolved episodes), so a replay never publishes one twice.
     var emittedAlerts: Set<String> = []
     /// Ids of the samples seen recently, to ignore duplicates (bounded like the join buffer); per input partition for a
@@ -112,6 +112,8 @@ public final class DistillEngine {
     public internal(set) var counters = EngineCounters()
     /// The merger's bookkeeping of partials and partition progress (scale-out; empty otherwise).
     var mergeBook = MergeBook()
+    /// Scale-out model averaging: a worker's round and samples since, the merger's shares (empty otherwise).
+    var studentBook = StudentBook()
     /// The online student's trained and EMA weights, nil without a student (for checks that they stay finite).
     public var studentWeights: (trained: [Float], ema: [Float])? {
         distiller.map { ($0.model.parameterArray, $0.emaParameterArray) }
@@ -129,7 +131,8 @@ public final class DistillEngine {
         if role == .worker { windows.watermarkPerPartition() } else { windows.followInputWatermark() }
         evaluator = TriggerEvaluator(config: config.triggers, level: config.statistics.confidenceLevel)
         registry = TeacherRegistry(policy: config.teacher.health)
-        distiller = config.student.enabled && role != .merger ? try OnlineDistiller(config.student.distiller) : nil
+        // The merger's student only carries averaged weights into the checkpoints it publishes; it does not train.
+        distiller = config.student.enabled ? try OnlineDistiller(config.student.distiller) : nil
     }
 
     // MARK: Teachers
@@ -407,6 +410,7 @@ public final class DistillEngine {
                        partition: partition, contribution: sample.label == nil ? .unlabeled : .all)
         _ = distiller.learn(features: sample.features, teachers: teachers, label: sample.label)
         counters.studentUpdates += 1
+        studentBook.samplesSinceAdoption += 1
         samplesSinceCheckpoint += 1
         return publishStudentIfDue(at: sample.timestamp)
     }

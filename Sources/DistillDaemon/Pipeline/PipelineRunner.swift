@@ -214,6 +214,7 @@ final class PipelineRunner {
         reportCounters()
         if let scaleOut {
             try await scaleOut.step()
+            try await scaleOut.adoptAverages(into: engine)
             if ContinuousClock.now - lastCheckpoint >= .milliseconds(config.state.intervalMillis) {
                 try await scaleOutCheckpoint(scaleOut)
             }
@@ -436,7 +437,7 @@ final class PipelineRunner {
 
     /// On shutdown: lets the checkpoint in flight finish, then writes one covering everything read.
     private func finalCheckpoint() async throws {
-        if let scaleOut { return try await scaleOutCheckpoint(scaleOut) }
+        if let scaleOut { return try await scaleOutCheckpoint(scaleOut, final: true) }
         try await settleInFlight(final: false)
         startCheckpoint()
         try await settleInFlight(final: true)
@@ -492,12 +493,12 @@ final class PipelineRunner {
 
     /// The scale-out commit protocol, in the loop: outputs so far acknowledged → owned partitions' state and progress
     /// (and the merge state) acknowledged → input offsets committed.
-    private func scaleOutCheckpoint(_ scaleOut: ScaleOutCoordinator) async throws {
+    private func scaleOutCheckpoint(_ scaleOut: ScaleOutCoordinator, final: Bool = false) async throws {
         let started = ContinuousClock.now
         lastCheckpoint = started
         let covered = positions
         let records = try scaleOut.checkpointRecords(engine: engine, owned: Array(ownedSamples), positions: covered)
-            + (scaleOut.mergeCheckpointRecords() ?? [])
+            + (scaleOut.mergeCheckpointRecords(final: final) ?? [])
         try await acknowledged(through: ledger.seal())
         for record in records { try send(record) }
         try await acknowledged(through: ledger.seal())

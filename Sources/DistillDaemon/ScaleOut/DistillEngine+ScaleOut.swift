@@ -56,6 +56,8 @@ struct MergeState: Codable, Sendable {
     var emittedAlerts: [String]
     var book: MergeBook
     var counters: EngineCounters
+    /// Model averaging: the round, samples averaged, shares not averaged yet.
+    var student: StudentBook
 }
 
 // MARK: - Worker
@@ -182,7 +184,7 @@ extension DistillEngine {
     /// The merger's state, for the merge topic.
     func mergeState() -> MergeState {
         MergeState(configRevision: config.revision, windows: windows, evaluator: evaluator,
-                   emittedAlerts: emittedAlerts.sorted(), book: mergeBook, counters: counters)
+                   emittedAlerts: emittedAlerts.sorted(), book: mergeBook, counters: counters, student: studentBook)
     }
 
     /// Takes over merging from the last merge state published.
@@ -204,5 +206,6 @@ extension DistillEngine {
         mergeBook = state.book
         if partitions > 0 { mergeBook.sourcePartitions = partitions }
         counters = state.counters
+        studentBook = state.student
     }
 }

@@ -33,7 +33,11 @@ final class ScaleOutCoordinator {
     private(set) var changelogPartitions: Int32 = 0
     private(set) var samplesPartitions: Int32 = 0
     private let lease: KafkaConsumer
+    /// Reads the student averages from the merge topic (every instance adopts them).
+    private let averages: KafkaConsumer
+    private var averageChunks = ChunkAssembler()
     private var merger: Merger?
+    private var lastMergeState = ContinuousClock.now
     /// Partials refused by the merger so far (reported as a metric delta).
     private(set) var conflictingPartials = 0
 
@@ -57,6 +61,8 @@ final class ScaleOutCoordinator {
         lease = try KafkaConsumer(groupID: config.consumerGroup + ".merge", properties: properties, logger: logger)
         // The next merger reads back the alerts already published: let what this one sent land before it can start.
         lease.beforeRevoke { _ in _ = producer.flushBlocking(timeout: .seconds(10)) }
+        averages = try KafkaConsumer(groupID: config.consumerGroup + ".averages",
+                                     properties: properties.withDefaults(Self.internalFetch), logger: logger)
     }
 
     /// Learns the partition counts and joins the merge-lease group.
@@ -78,6 +84,7 @@ final class ScaleOutCoordinator {
             logger.warning("\(topics.merge) has \(merge) partitions; only partition 0 is the merge lease")
         }
         try lease.subscribe([topics.merge])
+        if config.student.enabled { try averages.assign([TopicPartition(topics.merge, 0): KafkaOffset.beginning]) }
         logger.info("scale-out: stage 1 on owned partitions; merge lease requested", metadata: [
             "samples_partitions": "\(samplesPartitions)", "partials_partitions": "\(partialsPartitions)"])
     }
@@ -122,7 +129,29 @@ final class ScaleOutCoordinator {
             out += try records(progress, kind: .progress, partition: p, topic: config.topics.partials,
                                topicPartition: p % max(1, partialsPartitions), key: "progress/\(p)")
         }
+        if let share = engine.studentShare(writer: writer) {
+            out += try records(share, kind: .student, partition: -1, topic: config.topics.partials,
+                               topicPartition: Int32(truncatingIfNeeded: writer % UInt64(max(1, partialsPartitions))),
+                               key: "student/\(String(writer, radix: 16))")
+        }
         return out
+    }
+
+    /// Adopts the newest student average the merger published, if there is one since the last call.
+    func adoptAverages(into engine: DistillEngine) async throws {
+        guard config.student.enabled else { return }
+        var newest: StudentAverage?
+        for message in try await averages.poll(maxMessages: 256, timeout: .zero).messages {
+            guard let record = ScaleOutRecord(bytes: message.value), record.kind == .average,
+                  let bytes = averageChunks.add(record) else { continue }
+            do {
+                let average = try StateBinaryDecoder().decode(StudentAverage.self, from: bytes)
+                if average.round > (newest?.round ?? 0) { newest = average }
+            } catch {
+                logger.error("merge topic: undecodable student average at offset \(message.offset): \(error)")
+            }
+        }
+        if let newest { engine.adoptAverage(newest, writer: writer) }
     }
 
     /// The newest complete state of a partition in the changelog (the one covering the most input), or nil.
@@ -186,15 +215,18 @@ final class ScaleOutCoordinator {
                     "at": "\(message.partition):\(message.offset)"])
                 continue
             }
-            guard record.kind == .sealed || record.kind == .progress, let bytes = m.assembler.add(record) else {
+            guard [.sealed, .progress, .student].contains(record.kind), let bytes = m.assembler.add(record) else {
                 continue
             }
             do {
-                if record.kind == .sealed {
+                switch record.kind {
+                case .sealed:
                     outputs += m.engine.handlePartial(try StateBinaryDecoder().decode(WindowSetPartial.self, from: bytes))
-                } else {
+                case .progress:
                     outputs += m.engine.handleProgress(
                         try StateBinaryDecoder().decode(PartitionProgress.self, from: bytes))
+                default:
+                    m.engine.handleShare(try StateBinaryDecoder().decode(StudentShare.self, from: bytes))
                 }
             } catch {
                 logger.error("partials: undecodable record", metadata: [
@@ -206,13 +238,32 @@ final class ScaleOutCoordinator {
         try publish(outputs)
     }
 
-    /// The merger's state at this instant, as merge-topic records (nil when not merging).
-    func mergeCheckpointRecords() throws -> [ProducerRecord]? {
+    /// The merger's records at this checkpoint (nil when not merging): a student average when shares are waiting, and
+    /// the merge state when `final` or `mergeStateEvery` has passed since the last one. The state holds every global
+    /// pane an open window needs, so it is large; writing it less often than the instance checkpoints keeps the merge
+    /// topic's volume down, at the cost of re-folding a few seconds of partials after a takeover.
+    func mergeCheckpointRecords(final: Bool) throws -> [ProducerRecord]? {
         guard let merger else { return nil }
+        var out: [ProducerRecord] = []
+        // Model averaging runs with the merger's checkpoint: the average goes out before the state recording it.
+        if let (average, outputs) = merger.engine.averageStudents(at: merger.engine.windows.inputWatermark ?? 0) {
+            try publish(outputs)
+            out += try records(average, kind: .average, partition: -1, topic: config.topics.merge, topicPartition: 0,
+                               key: "average")
+        }
+        guard final || ContinuousClock.now - lastMergeState >= mergeStateEvery else { return out }
+        lastMergeState = ContinuousClock.now
         let published = PublishedMergeState(state: merger.engine.mergeState(), partialsNext: merger.next)
-        return try records(published, kind: .merge, partition: -1, topic: config.topics.merge, topicPartition: 0,
-                           key: "merge")
+        return out + (try records(published, kind: .merge, partition: -1, topic: config.topics.merge,
+                                  topicPartition: 0, key: "merge"))
     }
+
+    /// The internal topics carry little data: a fetch should not wait the default 500 ms for more, since every hop
+    /// (partials to the merger, averages to the workers) adds that wait to window and averaging latency.
+    static let internalFetch = ["fetch.wait.max.ms": "20"]
+
+    /// How often the merger writes its state: the instance checkpoint interval, but at least 5 s.
+    var mergeStateEvery: Duration { .milliseconds(max(config.state.intervalMillis, 5_000)) }
 
     private func becomeMerger() async throws {
         let started = ContinuousClock.now
@@ -221,13 +272,19 @@ final class ScaleOutCoordinator {
         // The last complete merge state.
         var assembler = ChunkAssembler()
         var last: PublishedMergeState?
+        var lastRound: UInt64 = 0
         let complete = try await TopicReader.readToEnd(
             [TopicPartition(config.topics.merge, 0): KafkaOffset.beginning], group: config.consumerGroup + ".merge-read",
             properties: properties, logger: logger) { m in
-            guard let record = ScaleOutRecord(bytes: m.value), record.kind == .merge,
+            guard let record = ScaleOutRecord(bytes: m.value), record.kind == .merge || record.kind == .average,
                   let bytes = assembler.add(record) else { return }
             do {
-                last = try StateBinaryDecoder().decode(PublishedMergeState.self, from: bytes)
+                if record.kind == .average {
+                    // Averages published after the last state: the next round must be newer than all of them.
+                    lastRound = max(lastRound, try StateBinaryDecoder().decode(StudentAverage.self, from: bytes).round)
+                } else {
+                    last = try StateBinaryDecoder().decode(PublishedMergeState.self, from: bytes)
+                }
             } catch {
                 logger.error("merge topic: undecodable merge state at offset \(m.offset): \(error)")
             }
@@ -236,6 +293,8 @@ final class ScaleOutCoordinator {
             throw DaemonError.state("could not read \(config.topics.merge) to its end within 30 s to take over merging")
         }
         if let last { try engine.restoreMerge(last.state) }
+        engine.studentBook.round = max(engine.studentBook.round, lastRound)
+        lastMergeState = ContinuousClock.now
         try await readBackAlerts(engine)
         // The registry, from its beginning, before any partial: group keys and calibration need it.
         var outputs: [EngineOutput] = []
@@ -246,8 +305,8 @@ final class ScaleOutCoordinator {
                 topic: m.topic, partition: m.partition, offset: m.offset))
         }
         try publish(outputs)
-        let consumer = try KafkaConsumer(groupID: config.consumerGroup + ".partials", properties: properties,
-                                         logger: logger)
+        let consumer = try KafkaConsumer(groupID: config.consumerGroup + ".partials",
+                                         properties: properties.withDefaults(Self.internalFetch), logger: logger)
         var starts: [TopicPartition: Int64] = [:]
         for p in 0..<partialsPartitions {
             starts[TopicPartition(config.topics.partials, p)] = last?.partialsNext[p] ?? KafkaOffset.beginning
@@ -268,5 +327,6 @@ final class ScaleOutCoordinator {
     func close() async {
         await stopMerging("shutting down")
         await lease.close()
+        await averages.close()
     }
 }

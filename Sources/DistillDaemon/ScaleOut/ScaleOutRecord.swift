@@ -27,6 +27,10 @@ struct ScaleOutRecord: Sendable, Equatable {
         case state = 3
         /// The merger's `MergeState` (merge topic).
         case merge = 4
+        /// A worker's `StudentShare` (partials topic).
+        case student = 5
+        /// The merger's `StudentAverage`, which every worker adopts (merge topic).
+        case average = 6
     }
 
     static let magic: [UInt8] = Array("DSO1".utf8)
