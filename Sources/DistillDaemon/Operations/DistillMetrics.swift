@@ -61,6 +61,8 @@ public final class DistillMetrics: Sendable {
     private let deliveryFailures: Counter
     private let commitFailures: Counter
     private let checkpointFailures: Counter
+    private let merging: Gauge
+    private let conflictingPartials: Counter
 
     /// Creates the instruments in a registry of their own.
     ///
@@ -104,6 +106,8 @@ public final class DistillMetrics: Sendable {
         self.deliveryFailures = Counter(label: MetricName.deliveryFailures, factory: factory)
         self.commitFailures = Counter(label: MetricName.commitFailures, factory: factory)
         self.checkpointFailures = Counter(label: MetricName.checkpointFailures, factory: factory)
+        self.merging = Gauge(label: MetricName.merging, factory: factory)
+        self.conflictingPartials = Counter(label: MetricName.conflictingPartials, factory: factory)
         self.dynamic = Mutex(DynamicInstruments(limit: labelSetLimit))
     }
 
@@ -239,6 +243,16 @@ public final class DistillMetrics: Sendable {
         commitFailures.increment()
     }
 
+    /// Scale-out: whether this instance holds the merge lease (1) or not (0).
+    public func setMerging(_ on: Bool) {
+        merging.record(on ? 1 : 0)
+    }
+
+    /// Scale-out: partials the merger refused (late at the merge, or disagreeing with a pane already folded).
+    public func partialsConflicting(_ count: Int) {
+        if count > 0 { conflictingPartials.increment(by: Int64(count)) }
+    }
+
     // MARK: - Exposition
 
     /// The Prometheus text format 0.0.4 of every instrument, with the checkpoint age brought up to date.
@@ -314,6 +328,8 @@ enum MetricName {
     static let deliveryFailures = "distilld_delivery_failures_total"
     static let commitFailures = "distilld_commit_failures_total"
     static let checkpointFailures = "distilld_checkpoint_failures_total"
+    static let merging = "distilld_merging"
+    static let conflictingPartials = "distilld_partials_conflicting_total"
 }
 
 // MARK: - DynamicInstruments

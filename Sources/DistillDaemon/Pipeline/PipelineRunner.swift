@@ -72,6 +72,8 @@ final class PipelineRunner {
     private var ownedSamples: Set<Int32> = []
     /// Scale-out: when this instance last processed a sample of each partition (logged when it stops owning them).
     private var lastProcessed: [Int32: Date] = [:]
+    /// Scale-out: owned partitions whose state changed since it was last written to the changelog.
+    private var changed: Set<Int32> = []
 
     init(
         config: DistillConfig, connection: KafkaConnection, hooks: DistillServiceHooks, metrics: DistillMetrics,
@@ -103,7 +105,7 @@ final class PipelineRunner {
     func run() async throws {
         if config.scaleOut.enabled {
             scaleOut = try ScaleOutCoordinator(
-                config: config, properties: properties, producer: producer, logger: logger,
+                config: config, properties: properties, producer: producer, metrics: metrics, logger: logger,
                 send: { [unowned self] record in try self.send(record) },
                 publish: { [unowned self] outputs in try self.publish(outputs) },
                 readBackAlerts: { [unowned self] engine in try await self.readBackAlerts(into: engine) })
@@ -185,7 +187,10 @@ final class PipelineRunner {
                 // Fetched before a revocation later in this batch: the partition is someone else's now (its next
                 // owner reprocesses from the changelog), so nothing more of it is processed here.
                 if !revokedLater.isEmpty && revokedLater[index].contains(message.topicPartition) { continue }
-                if scaleOut != nil && message.topic == config.topics.samples { lastProcessed[message.partition] = Date() }
+                if scaleOut != nil {
+                    changed.insert(message.partition)  // labels share the partition number
+                    if message.topic == config.topics.samples { lastProcessed[message.partition] = Date() }
+                }
                 if message.topic == config.topics.samples && idle.contains(message.partition) { resumeIdle() }
                 let at = position(of: message)
                 let outputs = message.topic == config.topics.samples
@@ -209,6 +214,7 @@ final class PipelineRunner {
             if let high = inputs.cachedHighWatermark(tp), let position = positions[tp], position < high { continue }
             lastData[p] = nil  // re-armed by its next message
             idle.insert(p)
+            changed.insert(p)  // a worker seals an idle partition's panes
             try publish(engine.partitionIdle(p))
         }
         reportCounters()
@@ -497,8 +503,10 @@ final class PipelineRunner {
         let started = ContinuousClock.now
         lastCheckpoint = started
         let covered = positions
-        let records = try scaleOut.checkpointRecords(engine: engine, owned: Array(ownedSamples), positions: covered)
+        let records = try scaleOut.checkpointRecords(engine: engine, owned: Array(ownedSamples), changed: changed,
+                                                     positions: covered)
             + (scaleOut.mergeCheckpointRecords(final: final) ?? [])
+        changed.removeAll()
         try await acknowledged(through: ledger.seal())
         for record in records { try send(record) }
         try await acknowledged(through: ledger.seal())

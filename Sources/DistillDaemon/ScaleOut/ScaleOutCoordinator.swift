@@ -22,6 +22,7 @@ final class ScaleOutCoordinator {
     let config: DistillConfig
     let properties: KafkaProperties
     let logger: Logger
+    let metrics: DistillMetrics
     /// Sends one record through the runner's producer, counted in its output ledger.
     private let send: (ProducerRecord) throws -> Void
     /// Publishes merger outputs the way the runner publishes its own.
@@ -49,12 +50,14 @@ final class ScaleOutCoordinator {
         var next: [Int32: Int64]
     }
 
-    init(config: DistillConfig, properties: KafkaProperties, producer: KafkaProducer, logger: Logger,
+    init(config: DistillConfig, properties: KafkaProperties, producer: KafkaProducer, metrics: DistillMetrics,
+         logger: Logger,
          send: @escaping (ProducerRecord) throws -> Void, publish: @escaping ([EngineOutput]) throws -> Void,
          readBackAlerts: @escaping (DistillEngine) async throws -> Void) throws {
         self.config = config
         self.properties = properties
         self.logger = logger
+        self.metrics = metrics
         self.send = send
         self.publish = publish
         self.readBackAlerts = readBackAlerts
@@ -111,19 +114,21 @@ final class ScaleOutCoordinator {
                     key: "sealed/\(partial.partition)/\(partial.window)/\(partial.pane)")
     }
 
-    /// The state and progress records of the partitions this instance owns, at this instant.
-    func checkpointRecords(engine: DistillEngine, owned: [Int32], positions: [TopicPartition: Int64]) throws
-        -> [ProducerRecord] {
+    /// The state and progress records of the partitions this instance owns, at this instant. A partition's state is
+    /// written only when it changed since the last write (`changed`): the newest one in the changelog still holds.
+    func checkpointRecords(engine: DistillEngine, owned: [Int32], changed: Set<Int32>,
+                           positions: [TopicPartition: Int64]) throws -> [ProducerRecord] {
         var out: [ProducerRecord] = []
         for p in owned.sorted() {
             let samplesNext = positions[TopicPartition(config.topics.samples, p)]
             let labelsNext = config.topics.labels.flatMap { positions[TopicPartition($0, p)] }
-            let published = PublishedPartitionState(
-                state: engine.partitionState(p, samplesTopic: config.topics.samples), samplesNext: samplesNext,
-                labelsNext: labelsNext)
-            let stateRecords = try records(published, kind: .state, partition: p, topic: config.topics.changelog,
-                                           topicPartition: p % max(1, changelogPartitions), key: "state/\(p)")
-            out += stateRecords
+            if changed.contains(p) {
+                let published = PublishedPartitionState(
+                    state: engine.partitionState(p, samplesTopic: config.topics.samples), samplesNext: samplesNext,
+                    labelsNext: labelsNext)
+                out += try records(published, kind: .state, partition: p, topic: config.topics.changelog,
+                                   topicPartition: p % max(1, changelogPartitions), key: "state/\(p)")
+            }
             let progress = engine.progress(of: p, samplesNext: samplesNext, labelsNext: labelsNext,
                                            stateToken: "\(sequence)")
             out += try records(progress, kind: .progress, partition: p, topic: config.topics.partials,
@@ -234,6 +239,7 @@ final class ScaleOutCoordinator {
             }
         }
         merger = m
+        metrics.partialsConflicting(m.engine.conflictingPartials - conflictingPartials)
         conflictingPartials = m.engine.conflictingPartials
         try publish(outputs)
     }
@@ -313,6 +319,8 @@ final class ScaleOutCoordinator {
         }
         try consumer.assign(starts)
         merger = Merger(engine: engine, partials: consumer, next: last?.partialsNext ?? [:])
+        conflictingPartials = engine.conflictingPartials
+        metrics.setMerging(true)
         logger.notice("merge lease taken: this instance merges", metadata: [
             "restored": "\(last != nil)", "took": "\(ContinuousClock.now - started)"])
     }
@@ -320,6 +328,7 @@ final class ScaleOutCoordinator {
     private func stopMerging(_ why: String) async {
         guard let m = merger else { return }
         merger = nil
+        metrics.setMerging(false)
         await m.partials.close()
         logger.notice("merge lease released: \(why)")
     }
