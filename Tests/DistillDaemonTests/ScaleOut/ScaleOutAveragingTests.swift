@@ -5,110 +5,112 @@ import KafkaClient
 import Testing
 
 /// Model averaging across instances: each trains on its partitions; the merger averages, every instance adopts.
-@Suite("Scale-out model averaging", .serialized)
-struct ScaleOutAveragingTests {
-    /// The demo config (softmax-regression student, 4 features) for `broker`, scale-out on or off.
-    static func config(_ broker: EmbeddedBroker, group: String, scaleOut: Bool) throws -> DistillConfig {
-        var yaml = try String(contentsOf: packageRoot.appendingPathComponent("config/demo.yaml"), encoding: .utf8)
-        yaml = yaml.replacingOccurrences(of: "brokers: embedded", with: "brokers: \"\(broker.bootstrapServers)\"")
-        yaml = yaml.replacingOccurrences(
-            of: "topics_file: streams/topics.yaml",
-            with: "topics_file: \"\(packageRoot.appendingPathComponent("streams/topics.yaml").path)\"")
-        yaml = yaml.replacingOccurrences(of: "consumer_group: distilld-demo", with: "consumer_group: \(group)")
-        yaml = yaml.replacingOccurrences(of: "checkpoint_every: 2000", with: """
-            checkpoint_every: 500
-              gate_agreement: 0.5
-              learning_rate: 0.05
-              ema_initial_decay: 0.9
-              ema_decay: 0.95
-            """)
-        yaml = yaml.replacingOccurrences(of: "state: {dir: .distilld/demo-state, interval: 2s, on_corrupt: reset}",
-                                         with: "state: {dir: /nonexistent, interval: 300ms}\nscale_out: {enabled: \(scaleOut)}")
-        yaml = yaml.replacingOccurrences(of: "http: {listen: \"127.0.0.1:9464\"}", with: "http: {enabled: false}")
-        return try DistillConfig.parse(yaml)
-    }
-
-    /// Top-1 agreement of an EMA student with teacher `version` on `samples`.
-    static func agreement(ema: [Float], config: DistillConfig, samples: [DistillSample], version: String) throws
-        -> Double {
-        let student = try OnlineDistiller(config.student.distiller)
-        student.restore(parameters: ema)
-        var hits = 0
-        for s in samples {
-            let z = student.scoreEMA(features: s.features)
-            let t = s.teacherLogits(at: s.teacherIndex(of: version)!)
-            if z.indices.max(by: { z[$0] < z[$1] }) == t.indices.max(by: { t[$0] < t[$1] }) { hits += 1 }
+extension ScaleOutOverKafka {
+    @Suite("Scale-out model averaging", .serialized)
+    struct ScaleOutAveragingTests {
+        /// The demo config (softmax-regression student, 4 features) for `broker`, scale-out on or off.
+        static func config(_ broker: EmbeddedBroker, group: String, scaleOut: Bool) throws -> DistillConfig {
+            var yaml = try String(contentsOf: packageRoot.appendingPathComponent("config/demo.yaml"), encoding: .utf8)
+            yaml = yaml.replacingOccurrences(of: "brokers: embedded", with: "brokers: \"\(broker.bootstrapServers)\"")
+            yaml = yaml.replacingOccurrences(
+                of: "topics_file: streams/topics.yaml",
+                with: "topics_file: \"\(packageRoot.appendingPathComponent("streams/topics.yaml").path)\"")
+            yaml = yaml.replacingOccurrences(of: "consumer_group: distilld-demo", with: "consumer_group: \(group)")
+            yaml = yaml.replacingOccurrences(of: "checkpoint_every: 2000", with: """
+                checkpoint_every: 500
+                  gate_agreement: 0.5
+                  learning_rate: 0.05
+                  ema_initial_decay: 0.9
+                  ema_decay: 0.95
+                """)
+            yaml = yaml.replacingOccurrences(of: "state: {dir: .distilld/demo-state, interval: 2s, on_corrupt: reset}",
+                                             with: "state: {dir: /nonexistent, interval: 300ms}\nscale_out: {enabled: \(scaleOut)}")
+            yaml = yaml.replacingOccurrences(of: "http: {listen: \"127.0.0.1:9464\"}", with: "http: {enabled: false}")
+            return try DistillConfig.parse(yaml)
         }
-        return Double(hits) / Double(samples.count)
-    }
 
-    @Test("Two instances, each training on its partitions and adopting the merger's weighted average: the averaged student agrees with the teacher within 0.03 of one instance trained on all the data")
-    func averagedStudentIsNoWorse() async throws {
-        let partitions = ScaleOutTests.partitions
-        let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: partitions)
-        let root = packageRoot.appendingPathComponent("streams/examples").path
-        let teachers = try JSONLReplayer(path: root + "/rotation-teachers.jsonl", topic: "teachers").records()
-        let records = try JSONLReplayer(path: root + "/rotation.jsonl", topic: "samples").records()
-        let decoder = SampleDecoder(classes: 4, features: 4)
-        let holdout = try records.suffix(2000).map { try decoder.decode($0) }
-
-        // One instance's student, trained on every record in order.
-        let single = try Self.config(broker, group: "single", scaleOut: false)
-        let engine = try DistillEngine(config: single)
-        for (i, t) in teachers.enumerated() {
-            _ = engine.handleTeacher(t, key: nil, at: InputPosition(topic: "teachers", partition: 0, offset: Int64(i)))
-        }
-        for (i, r) in records.enumerated() {
-            _ = engine.handleSample(r, key: nil, at: InputPosition(topic: "samples", partition: 0, offset: Int64(i)))
-        }
-        let singleAgreement = try Self.agreement(ema: try #require(engine.studentWeights).ema, config: single,
-                                                 samples: holdout, version: "distilbert-v2")
-
-        // Two scale-out instances over 8 partitions, the stream paced over about 6 s so that averaging rounds happen
-        // while it flows.
-        let config = try Self.config(broker, group: "averaging", scaleOut: true)
-        let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
-        for t in teachers { try producer.send(ProducerRecord(topic: "teachers", partition: 0, value: t)) { _ in } }
-        try await producer.flush(timeout: .seconds(10))
-        let instances = (0..<2).map { ScaleOutInstance(config: config, name: "avg-\($0)") }
-        try await Task.sleep(for: .seconds(8))  // both joined; the lease is taken
-        for (i, r) in records.enumerated() {
-            try producer.send(ProducerRecord(topic: "samples", partition: Int32(i % partitions), value: r)) { _ in }
-            if i % 100 == 99 { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        try await producer.flush(timeout: .seconds(30))
-        await producer.close()
-
-        // The newest average, once every sample has been averaged in.
-        var newest: StudentAverage?
-        var averaged = 0
-        let deadline = ContinuousClock.now + .seconds(60)
-        while ContinuousClock.now < deadline {
-            try await Task.sleep(for: .seconds(1))
-            var assembler = ChunkAssembler()
-            averaged = 0
-            let all = try await readAll("distill.merge", partitions: 1, bootstrap: broker.bootstrapServers)
-            for m in all {
-                guard let record = ScaleOutRecord(bytes: m.value), record.kind == .average,
-                      let bytes = assembler.add(record) else { continue }
-                let average = try StateBinaryDecoder().decode(StudentAverage.self, from: bytes)
-                averaged += average.samples
-                if average.round > (newest?.round ?? 0) { newest = average }
+        /// Top-1 agreement of an EMA student with teacher `version` on `samples`.
+        static func agreement(ema: [Float], config: DistillConfig, samples: [DistillSample], version: String) throws
+            -> Double {
+            let student = try OnlineDistiller(config.student.distiller)
+            student.restore(parameters: ema)
+            var hits = 0
+            for s in samples {
+                let z = student.scoreEMA(features: s.features)
+                let t = s.teacherLogits(at: s.teacherIndex(of: version)!)
+                if z.indices.max(by: { z[$0] < z[$1] }) == t.indices.max(by: { t[$0] < t[$1] }) { hits += 1 }
             }
-            if averaged >= records.count { break }
+            return Double(hits) / Double(samples.count)
         }
-        for instance in instances { try await instance.stop() }
-        let average = try #require(newest)
-        let averagedAgreement = try Self.agreement(ema: average.ema, config: config, samples: holdout,
-                                                   version: "distilbert-v2")
-        let checkpoints = try await readAll("distill.students", partitions: 1, bootstrap: broker.bootstrapServers)
-        print(String(format: "figure: averaging instances=2 rounds=%d samples_averaged=%d checkpoints=%d "
-                     + "agreement_single=%.4f agreement_averaged=%.4f margin=0.03",
-                     Int(average.round), averaged, checkpoints.count, singleAgreement, averagedAgreement))
-        #expect(averaged >= records.count, "every sample trained a share that was averaged")
-        #expect(average.round >= 3, "several averaging rounds")
-        #expect(!checkpoints.isEmpty, "the merger publishes the averaged student")
-        #expect(singleAgreement > 0.8, "the reference student learned the teacher")
-        #expect(averagedAgreement >= singleAgreement - 0.03)
+
+        @Test("Two instances, each training on its partitions and adopting the merger's weighted average: the averaged student agrees with the teacher within 0.03 of one instance trained on all the data")
+        func averagedStudentIsNoWorse() async throws {
+            let partitions = ScaleOutOverKafka.ScaleOutTests.partitions
+            let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: partitions)
+            let root = packageRoot.appendingPathComponent("streams/examples").path
+            let teachers = try JSONLReplayer(path: root + "/rotation-teachers.jsonl", topic: "teachers").records()
+            let records = try JSONLReplayer(path: root + "/rotation.jsonl", topic: "samples").records()
+            let decoder = SampleDecoder(classes: 4, features: 4)
+            let holdout = try records.suffix(2000).map { try decoder.decode($0) }
+
+            // One instance's student, trained on every record in order.
+            let single = try Self.config(broker, group: "single", scaleOut: false)
+            let engine = try DistillEngine(config: single)
+            for (i, t) in teachers.enumerated() {
+                _ = engine.handleTeacher(t, key: nil, at: InputPosition(topic: "teachers", partition: 0, offset: Int64(i)))
+            }
+            for (i, r) in records.enumerated() {
+                _ = engine.handleSample(r, key: nil, at: InputPosition(topic: "samples", partition: 0, offset: Int64(i)))
+            }
+            let singleAgreement = try Self.agreement(ema: try #require(engine.studentWeights).ema, config: single,
+                                                     samples: holdout, version: "distilbert-v2")
+
+            // Two scale-out instances over 8 partitions, the stream paced over about 6 s so that averaging rounds happen
+            // while it flows.
+            let config = try Self.config(broker, group: "averaging", scaleOut: true)
+            let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
+            for t in teachers { try producer.send(ProducerRecord(topic: "teachers", partition: 0, value: t)) { _ in } }
+            try await producer.flush(timeout: .seconds(10))
+            let instances = (0..<2).map { ScaleOutInstance(config: config, name: "avg-\($0)") }
+            try await Task.sleep(for: .seconds(8))  // both joined; the lease is taken
+            for (i, r) in records.enumerated() {
+                try producer.send(ProducerRecord(topic: "samples", partition: Int32(i % partitions), value: r)) { _ in }
+                if i % 100 == 99 { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            try await producer.flush(timeout: .seconds(30))
+            await producer.close()
+
+            // The newest average, once every sample has been averaged in.
+            var newest: StudentAverage?
+            var averaged = 0
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                try await Task.sleep(for: .seconds(1))
+                var assembler = ChunkAssembler()
+                averaged = 0
+                let all = try await readAll("distill.merge", partitions: 1, bootstrap: broker.bootstrapServers)
+                for m in all {
+                    guard let record = ScaleOutRecord(bytes: m.value), record.kind == .average,
+                          let bytes = assembler.add(record) else { continue }
+                    let average = try StateBinaryDecoder().decode(StudentAverage.self, from: bytes)
+                    averaged += average.samples
+                    if average.round > (newest?.round ?? 0) { newest = average }
+                }
+                if averaged >= records.count { break }
+            }
+            for instance in instances { try await instance.stop() }
+            let average = try #require(newest)
+            let averagedAgreement = try Self.agreement(ema: average.ema, config: config, samples: holdout,
+                                                       version: "distilbert-v2")
+            let checkpoints = try await readAll("distill.students", partitions: 1, bootstrap: broker.bootstrapServers)
+            print(String(format: "figure: averaging instances=2 rounds=%d samples_averaged=%d checkpoints=%d "
+                         + "agreement_single=%.4f agreement_averaged=%.4f margin=0.03",
+                         Int(average.round), averaged, checkpoints.count, singleAgreement, averagedAgreement))
+            #expect(averaged >= records.count, "every sample trained a share that was averaged")
+            #expect(average.round >= 3, "several averaging rounds")
+            #expect(!checkpoints.isEmpty, "the merger publishes the averaged student")
+            #expect(singleAgreement > 0.8, "the reference student learned the teacher")
+            #expect(averagedAgreement >= singleAgreement - 0.03)
+        }
     }
 }

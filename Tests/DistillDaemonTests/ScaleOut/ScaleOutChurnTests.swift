@@ -51,170 +51,172 @@ final class ScaleOutProcess {
 }
 
 /// Instances join and leave, and the merger is killed, while the stream flows.
-@Suite("Scale-out churn", .serialized)
-struct ScaleOutChurnTests {
-    /// One instance's ownership of one partition: from its assignment log line to the last sample it processed.
-    struct Ownership {
-        var instance: String
-        var partition: Int32
-        var from: Double
-        var to: Double
-    }
+extension ScaleOutOverKafka {
+    @Suite("Scale-out churn", .serialized)
+    struct ScaleOutChurnTests {
+        /// One instance's ownership of one partition: from its assignment log line to the last sample it processed.
+        struct Ownership {
+            var instance: String
+            var partition: Int32
+            var from: Double
+            var to: Double
+        }
 
-    static func milliseconds(_ line: [String: Any]) -> Double? {
-        guard let ts = line["ts"] as? String,
-              let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(ts) else { return nil }
-        return date.timeIntervalSince1970 * 1000
-    }
+        static func milliseconds(_ line: [String: Any]) -> Double? {
+            guard let ts = line["ts"] as? String,
+                  let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(ts) else { return nil }
+            return date.timeIntervalSince1970 * 1000
+        }
 
-    /// Ownership intervals from an instance's log: assigned → last processed (revoked, stopped, or killed).
-    static func ownerships(_ p: ScaleOutProcess) -> [Ownership] {
-        var open: [Int32: Double] = [:]
-        var out: [Ownership] = []
-        func last(_ text: Any?) -> [Int32: Double] {
-            var m: [Int32: Double] = [:]
-            for pair in ((text as? String) ?? "").split(separator: ",") {
-                let kv = pair.split(separator: "=")
-                if kv.count == 2, let k = Int32(kv[0]), let v = Double(kv[1]) { m[k] = v }
-            }
-            return m
-        }
-        func close(_ partitions: [Int32], _ processed: [Int32: Double], fallback: Double?) {
-            for q in partitions {
-                guard let from = open.removeValue(forKey: q) else { continue }
-                out.append(Ownership(instance: p.name, partition: q, from: from,
-                                     to: processed[q] ?? fallback ?? from))
-            }
-        }
-        for line in p.lines() {
-            guard let message = line["message"] as? String, let ts = milliseconds(line) else { continue }
-            let samples = ((line["samples"] as? String) ?? "").split(separator: ",").compactMap { Int32($0) }
-            switch message {
-            case "partitions assigned": for q in samples { open[q] = ts }
-            case "partitions revoked": close(samples, last(line["last_processed"]), fallback: nil)
-            case "input stopped": close(Array(open.keys), last(line["last_processed"]), fallback: nil)
-            default: break
-            }
-        }
-        // Killed: whatever it owned ends at the kill at the latest.
-        close(Array(open.keys), [:], fallback: p.killedAt.map { $0.timeIntervalSince1970 * 1000 })
-        return out
-    }
-
-    @Test("Instances join and leave 10 times and the merging instance is kill -9ed: no partition owned by two live instances at once, alerts lost 0 and duplicated 0, window figures equal the single-instance engine's")
-    func churn() async throws {
-        let binary = try #require(distilldBinary(), "build the distilld executable first (`swift build`)")
-        let partitions = ScaleOutTests.partitions
-        let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: partitions)
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-churn-\(UUID())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let yaml = ScaleOutTests.yaml(broker, group: "churn-\(UUID().uuidString.prefix(8))")
-        let configPath = dir.appendingPathComponent("distilld.yaml").path
-        try Data(yaml.utf8).write(to: URL(fileURLWithPath: configPath))
-        var single = try DistillConfig.parse(yaml)
-        single.scaleOut.enabled = false
-        let records = RotationScenario().records()
-        let reference = DistillEngineWatermarkTests.runPartitioned(
-            records, partitions: partitions, batch: 97, engine: try DistillEngine(config: single))
-        let expectedIDs = Set(reference.compactMap { output -> String? in
-            if case .decision(let d) = output { return AlertEvent.id(for: d) }
-            return nil
-        })
-        let expectedFigures = try CrashRecoveryTests.snapshotFigures(of: reference, config: single)
-
-        let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
-        var fed = 0
-        func feed(to n: Int) async throws {
-            while fed < min(n, records.count) {
-                try producer.send(ProducerRecord(topic: "samples", partition: Int32(fed % partitions),
-                                                 value: records[fed])) { _ in }
-                fed += 1
-            }
-            try await producer.flush(timeout: .seconds(30))
-        }
-        var all: [ScaleOutProcess] = []
-        var alive: [ScaleOutProcess] = []
-        func join() throws {
-            let p = try ScaleOutProcess(name: "i\(all.count)", binary: binary, config: configPath, dir: dir)
-            all.append(p)
-            alive.append(p)
-        }
-        // 10 joins and leaves (never fewer than one instance), and one kill -9 of whoever merges.
-        let actions = ["join", "join", "leave", "join", "kill-merger", "join", "leave", "join", "leave", "join",
-                       "leave"]
-        try join()
-        var joins = 0, leaves = 0, killedMerger = false
-        let chunk = records.count / (actions.count + 1)
-        for (round, action) in actions.enumerated() {
-            try await feed(to: (round + 1) * chunk)
-            try await Task.sleep(for: .seconds(3))
-            switch action {
-            case "join":
-                try join()
-                joins += 1
-            case "leave":
-                let p = alive.removeFirst()
-                p.terminate()
-                #expect(p.process.terminationStatus == 0, "\(p.name) stops cleanly")
-                leaves += 1
-            default:
-                // The merger may still be taking over after an earlier change: wait for one.
-                let deadline = ContinuousClock.now + .seconds(30)
-                while !alive.contains(where: { $0.isMerging }) && ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(200))
+        /// Ownership intervals from an instance's log: assigned → last processed (revoked, stopped, or killed).
+        static func ownerships(_ p: ScaleOutProcess) -> [Ownership] {
+            var open: [Int32: Double] = [:]
+            var out: [Ownership] = []
+            func last(_ text: Any?) -> [Int32: Double] {
+                var m: [Int32: Double] = [:]
+                for pair in ((text as? String) ?? "").split(separator: ",") {
+                    let kv = pair.split(separator: "=")
+                    if kv.count == 2, let k = Int32(kv[0]), let v = Double(kv[1]) { m[k] = v }
                 }
-                let current = alive.first { $0.isMerging }
-                let merger = try #require(current, "an instance merges")
-                merger.killNine()
-                alive.removeAll { $0 === merger }
-                killedMerger = true
+                return m
             }
-        }
-        try await feed(to: records.count)
-        await producer.close()
-        try await ScaleOutTests.awaitWindows(broker, expected: expectedFigures, within: .seconds(120))
-        try await Task.sleep(for: .seconds(1))
-        for p in alive { p.terminate() }
-
-        let ids = try await ScaleOutTests.alertIDs(broker)
-        let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
-        let check = CrashRecoveryTests.compareSnapshots(snapshots, with: expectedFigures)
-        let lost = expectedIDs.subtracting(ids).count, extra = Set(ids).subtracting(expectedIDs).count
-
-        // Ownership: per partition, each owner's span ends before the next owner's begins.
-        var overlaps = 0, handovers = 0
-        let spans = all.flatMap(Self.ownerships)
-        for q in 0..<Int32(partitions) {
-            let ordered = spans.filter { $0.partition == q }.sorted { $0.from < $1.from }
-            for (a, b) in zip(ordered, ordered.dropFirst()) where a.instance != b.instance {
-                handovers += 1
-                if b.from < a.to { overlaps += 1 }
+            func close(_ partitions: [Int32], _ processed: [Int32: Double], fallback: Double?) {
+                for q in partitions {
+                    guard let from = open.removeValue(forKey: q) else { continue }
+                    out.append(Ownership(instance: p.name, partition: q, from: from,
+                                         to: processed[q] ?? fallback ?? from))
+                }
             }
+            for line in p.lines() {
+                guard let message = line["message"] as? String, let ts = milliseconds(line) else { continue }
+                let samples = ((line["samples"] as? String) ?? "").split(separator: ",").compactMap { Int32($0) }
+                switch message {
+                case "partitions assigned": for q in samples { open[q] = ts }
+                case "partitions revoked": close(samples, last(line["last_processed"]), fallback: nil)
+                case "input stopped": close(Array(open.keys), last(line["last_processed"]), fallback: nil)
+                default: break
+                }
+            }
+            // Killed: whatever it owned ends at the kill at the latest.
+            close(Array(open.keys), [:], fallback: p.killedAt.map { $0.timeIntervalSince1970 * 1000 })
+            return out
         }
-        let restored = all.reduce(0) { n, p in
-            n + p.lines().filter { ($0["message"] as? String) == "partition restored from the changelog" }.count
+
+        @Test("Instances join and leave 10 times and the merging instance is kill -9ed: no partition owned by two live instances at once, alerts lost 0 and duplicated 0, window figures equal the single-instance engine's")
+        func churn() async throws {
+            let binary = try #require(distilldBinary(), "build the distilld executable first (`swift build`)")
+            let partitions = ScaleOutOverKafka.ScaleOutTests.partitions
+            let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: partitions)
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-churn-\(UUID())")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let yaml = ScaleOutOverKafka.ScaleOutTests.yaml(broker, group: "churn-\(UUID().uuidString.prefix(8))")
+            let configPath = dir.appendingPathComponent("distilld.yaml").path
+            try Data(yaml.utf8).write(to: URL(fileURLWithPath: configPath))
+            var single = try DistillConfig.parse(yaml)
+            single.scaleOut.enabled = false
+            let records = RotationScenario().records()
+            let reference = DistillEngineWatermarkTests.runPartitioned(
+                records, partitions: partitions, batch: 97, engine: try DistillEngine(config: single))
+            let expectedIDs = Set(reference.compactMap { output -> String? in
+                if case .decision(let d) = output { return AlertEvent.id(for: d) }
+                return nil
+            })
+            let expectedFigures = try CrashRecoveryTests.snapshotFigures(of: reference, config: single)
+
+            let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
+            var fed = 0
+            func feed(to n: Int) async throws {
+                while fed < min(n, records.count) {
+                    try producer.send(ProducerRecord(topic: "samples", partition: Int32(fed % partitions),
+                                                     value: records[fed])) { _ in }
+                    fed += 1
+                }
+                try await producer.flush(timeout: .seconds(30))
+            }
+            var all: [ScaleOutProcess] = []
+            var alive: [ScaleOutProcess] = []
+            func join() throws {
+                let p = try ScaleOutProcess(name: "i\(all.count)", binary: binary, config: configPath, dir: dir)
+                all.append(p)
+                alive.append(p)
+            }
+            // 10 joins and leaves (never fewer than one instance), and one kill -9 of whoever merges.
+            let actions = ["join", "join", "leave", "join", "kill-merger", "join", "leave", "join", "leave", "join",
+                           "leave"]
+            try join()
+            var joins = 0, leaves = 0, killedMerger = false
+            let chunk = records.count / (actions.count + 1)
+            for (round, action) in actions.enumerated() {
+                try await feed(to: (round + 1) * chunk)
+                try await Task.sleep(for: .seconds(3))
+                switch action {
+                case "join":
+                    try join()
+                    joins += 1
+                case "leave":
+                    let p = alive.removeFirst()
+                    p.terminate()
+                    #expect(p.process.terminationStatus == 0, "\(p.name) stops cleanly")
+                    leaves += 1
+                default:
+                    // The merger may still be taking over after an earlier change: wait for one.
+                    let deadline = ContinuousClock.now + .seconds(30)
+                    while !alive.contains(where: { $0.isMerging }) && ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                    let current = alive.first { $0.isMerging }
+                    let merger = try #require(current, "an instance merges")
+                    merger.killNine()
+                    alive.removeAll { $0 === merger }
+                    killedMerger = true
+                }
+            }
+            try await feed(to: records.count)
+            await producer.close()
+            try await ScaleOutOverKafka.ScaleOutTests.awaitWindows(broker, expected: expectedFigures, within: .seconds(120))
+            try await Task.sleep(for: .seconds(1))
+            for p in alive { p.terminate() }
+
+            let ids = try await ScaleOutOverKafka.ScaleOutTests.alertIDs(broker)
+            let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
+            let check = CrashRecoveryTests.compareSnapshots(snapshots, with: expectedFigures)
+            let lost = expectedIDs.subtracting(ids).count, extra = Set(ids).subtracting(expectedIDs).count
+
+            // Ownership: per partition, each owner's span ends before the next owner's begins.
+            var overlaps = 0, handovers = 0
+            let spans = all.flatMap(Self.ownerships)
+            for q in 0..<Int32(partitions) {
+                let ordered = spans.filter { $0.partition == q }.sorted { $0.from < $1.from }
+                for (a, b) in zip(ordered, ordered.dropFirst()) where a.instance != b.instance {
+                    handovers += 1
+                    if b.from < a.to { overlaps += 1 }
+                }
+            }
+            let restored = all.reduce(0) { n, p in
+                n + p.lines().filter { ($0["message"] as? String) == "partition restored from the changelog" }.count
+            }
+            let mergers = all.reduce(0) { n, p in
+                n + p.lines().filter { ($0["message"] as? String)?.hasPrefix("merge lease taken") == true }.count
+            }
+            print("figure: joins=\(joins) leaves=\(leaves) kill9=1 merger-killed=\(killedMerger) handovers=\(handovers) "
+                  + "overlapping=\(overlaps) restored-from-changelog=\(restored) merge-takeovers=\(mergers) "
+                  + "alerts=\(ids.count) expected=\(expectedIDs.count) lost=\(lost) duplicated=\(ids.count - Set(ids).count) "
+                  + "unexpected=\(extra) snapshots=\(snapshots.count) compared=\(check.compared) missing=\(check.missing) "
+                  + "mismatched=\(check.mismatched)")
+            #expect(joins + leaves == 10)
+            #expect(killedMerger)
+            #expect(handovers >= 10, "partitions changed hands")
+            #expect(overlaps == 0, "no partition processed by two live instances at once")
+            #expect(mergers >= 2, "another instance took over merging")
+            #expect(!expectedIDs.isEmpty)
+            #expect(lost == 0)
+            #expect(ids.count == Set(ids).count, "no alert twice")
+            #expect(extra == 0)
+            #expect(check.compared > 50)
+            #expect(check.missing == 0)
+            #expect(check.mismatched == 0, "window figures equal the single-instance engine's")
+            #expect(check.unreadable == 0)
+            try? FileManager.default.removeItem(at: dir)
         }
-        let mergers = all.reduce(0) { n, p in
-            n + p.lines().filter { ($0["message"] as? String)?.hasPrefix("merge lease taken") == true }.count
-        }
-        print("figure: joins=\(joins) leaves=\(leaves) kill9=1 merger-killed=\(killedMerger) handovers=\(handovers) "
-              + "overlapping=\(overlaps) restored-from-changelog=\(restored) merge-takeovers=\(mergers) "
-              + "alerts=\(ids.count) expected=\(expectedIDs.count) lost=\(lost) duplicated=\(ids.count - Set(ids).count) "
-              + "unexpected=\(extra) snapshots=\(snapshots.count) compared=\(check.compared) missing=\(check.missing) "
-              + "mismatched=\(check.mismatched)")
-        #expect(joins + leaves == 10)
-        #expect(killedMerger)
-        #expect(handovers >= 10, "partitions changed hands")
-        #expect(overlaps == 0, "no partition processed by two live instances at once")
-        #expect(mergers >= 2, "another instance took over merging")
-        #expect(!expectedIDs.isEmpty)
-        #expect(lost == 0)
-        #expect(ids.count == Set(ids).count, "no alert twice")
-        #expect(extra == 0)
-        #expect(check.compared > 50)
-        #expect(check.missing == 0)
-        #expect(check.mismatched == 0, "window figures equal the single-instance engine's")
-        #expect(check.unreadable == 0)
-        try? FileManager.default.removeItem(at: dir)
     }
 }

@@ -26,89 +26,96 @@ final class ScaleOutInstance: Sendable {
 }
 
 /// Several instances in one consumer group give what one instance gives.
-@Suite("Scale-out", .serialized)
-struct ScaleOutTests {
-    static let partitions = 8
+/// The scale-out tests that run instances over the embedded broker, one at a time: each runs several instances, and
+/// together they would load this 2-core machine enough to disturb the timing-sensitive tests beside them.
+@Suite("Scale-out over the embedded broker", .serialized)
+struct ScaleOutOverKafka {}
 
-    /// The scenario config with scale-out on, for `broker`.
-    static func yaml(_ broker: EmbeddedBroker, group: String) -> String {
-        scenarioConfig + """
+extension ScaleOutOverKafka {
+    @Suite("Scale-out", .serialized)
+    struct ScaleOutTests {
+        static let partitions = 8
 
-            brokers: "\(broker.bootstrapServers)"
-            topics_file: "\(packageRoot.appendingPathComponent("streams/topics.yaml").path)"
-            consumer_group: \(group)
-            state: {dir: "/nonexistent/scale-out-keeps-no-local-state", interval: 300ms}
-            scale_out: {enabled: true}
-            http: {enabled: false}
-            kafka: {session.timeout.ms: "6000", heartbeat.interval.ms: "500"}
-            """
-    }
+        /// The scenario config with scale-out on, for `broker`.
+        static func yaml(_ broker: EmbeddedBroker, group: String) -> String {
+            scenarioConfig + """
 
-    /// A broker with the scenario's records on 8 partitions (record i on partition i % 8), and the reference: the
-    /// same records through one single-instance engine.
-    static func scenario() async throws -> (EmbeddedBroker, [[UInt8]], Set<String>, [String: [String: Double]]) {
-        let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: partitions)
-        let records = RotationScenario().records()
-        let config = try DistillConfig.parse(yaml(broker, group: "reference"))
-        var single = config
-        single.scaleOut.enabled = false
-        let reference = DistillEngineWatermarkTests.runPartitioned(
-            records, partitions: partitions, batch: 97, engine: try DistillEngine(config: single))
-        let ids = Set(reference.compactMap { output -> String? in
-            if case .decision(let d) = output { return AlertEvent.id(for: d) }
-            return nil
-        })
-        let figures = try CrashRecoveryTests.snapshotFigures(of: reference, config: single)
-        let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
-        for (i, r) in records.enumerated() {
-            try producer.send(ProducerRecord(topic: "samples", partition: Int32(i % partitions), value: r)) { _ in }
+                brokers: "\(broker.bootstrapServers)"
+                topics_file: "\(packageRoot.appendingPathComponent("streams/topics.yaml").path)"
+                consumer_group: \(group)
+                state: {dir: "/nonexistent/scale-out-keeps-no-local-state", interval: 300ms}
+                scale_out: {enabled: true}
+                http: {enabled: false}
+                kafka: {session.timeout.ms: "6000", heartbeat.interval.ms: "500"}
+                """
         }
-        try await producer.flush(timeout: .seconds(30))
-        await producer.close()
-        return (broker, records, ids, figures)
-    }
 
-    static func alertIDs(_ broker: EmbeddedBroker) async throws -> [String] {
-        try await readAll("distill.alerts", partitions: 3, bootstrap: broker.bootstrapServers).compactMap { m in
-            (try? JSONSerialization.jsonObject(with: Data(m.value)) as? [String: Any])?["id"] as? String
+        /// A broker with the scenario's records on 8 partitions (record i on partition i % 8), and the reference: the
+        /// same records through one single-instance engine.
+        static func scenario() async throws -> (EmbeddedBroker, [[UInt8]], Set<String>, [String: [String: Double]]) {
+            let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: partitions)
+            let records = RotationScenario().records()
+            let config = try DistillConfig.parse(yaml(broker, group: "reference"))
+            var single = config
+            single.scaleOut.enabled = false
+            let reference = DistillEngineWatermarkTests.runPartitioned(
+                records, partitions: partitions, batch: 97, engine: try DistillEngine(config: single))
+            let ids = Set(reference.compactMap { output -> String? in
+                if case .decision(let d) = output { return AlertEvent.id(for: d) }
+                return nil
+            })
+            let figures = try CrashRecoveryTests.snapshotFigures(of: reference, config: single)
+            let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
+            for (i, r) in records.enumerated() {
+                try producer.send(ProducerRecord(topic: "samples", partition: Int32(i % partitions), value: r)) { _ in }
+            }
+            try await producer.flush(timeout: .seconds(30))
+            await producer.close()
+            return (broker, records, ids, figures)
         }
-    }
 
-    /// Waits until every reference window snapshot has been published, or the deadline.
-    static func awaitWindows(_ broker: EmbeddedBroker, expected: [String: [String: Double]], within: Duration)
-        async throws {
-        let deadline = ContinuousClock.now + within
-        while ContinuousClock.now < deadline {
-            let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
-            if CrashRecoveryTests.compareSnapshots(snapshots, with: expected).missing == 0 { return }
+        static func alertIDs(_ broker: EmbeddedBroker) async throws -> [String] {
+            try await readAll("distill.alerts", partitions: 3, bootstrap: broker.bootstrapServers).compactMap { m in
+                (try? JSONSerialization.jsonObject(with: Data(m.value)) as? [String: Any])?["id"] as? String
+            }
+        }
+
+        /// Waits until every reference window snapshot has been published, or the deadline.
+        static func awaitWindows(_ broker: EmbeddedBroker, expected: [String: [String: Double]], within: Duration)
+            async throws {
+            let deadline = ContinuousClock.now + within
+            while ContinuousClock.now < deadline {
+                let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
+                if CrashRecoveryTests.compareSnapshots(snapshots, with: expected).missing == 0 { return }
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+
+        @Test("1, 2 and 3 instances on 8 partitions: the same alert ids and window figures as one single-instance engine",
+              arguments: [1, 2, 3])
+        func equivalence(instances: Int) async throws {
+            let (broker, _, expectedIDs, expectedFigures) = try await Self.scenario()
+            let config = try DistillConfig.parse(Self.yaml(broker, group: "equivalence-\(instances)"))
+            let running = (0..<instances).map { ScaleOutInstance(config: config, name: "instance-\($0)") }
+            try await Self.awaitWindows(broker, expected: expectedFigures, within: .seconds(120))
             try await Task.sleep(for: .seconds(1))
+            for instance in running { try await instance.stop() }
+
+            let ids = try await Self.alertIDs(broker)
+            let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
+            let check = CrashRecoveryTests.compareSnapshots(snapshots, with: expectedFigures)
+            let lost = expectedIDs.subtracting(ids).count, extra = Set(ids).subtracting(expectedIDs).count
+            print("figure: instances=\(instances) alerts=\(ids.count) expected=\(expectedIDs.count) lost=\(lost) "
+                  + "duplicated=\(ids.count - Set(ids).count) unexpected=\(extra) snapshots=\(snapshots.count) "
+                  + "compared=\(check.compared) missing=\(check.missing) mismatched=\(check.mismatched)")
+            #expect(!expectedIDs.isEmpty)
+            #expect(lost == 0)
+            #expect(ids.count == Set(ids).count, "no alert twice")
+            #expect(extra == 0)
+            #expect(check.compared > 50)
+            #expect(check.missing == 0)
+            #expect(check.mismatched == 0, "window figures equal the single-instance engine's")
+            #expect(check.unreadable == 0)
         }
-    }
-
-    @Test("1, 2 and 3 instances on 8 partitions: the same alert ids and window figures as one single-instance engine",
-          arguments: [1, 2, 3])
-    func equivalence(instances: Int) async throws {
-        let (broker, _, expectedIDs, expectedFigures) = try await Self.scenario()
-        let config = try DistillConfig.parse(Self.yaml(broker, group: "equivalence-\(instances)"))
-        let running = (0..<instances).map { ScaleOutInstance(config: config, name: "instance-\($0)") }
-        try await Self.awaitWindows(broker, expected: expectedFigures, within: .seconds(120))
-        try await Task.sleep(for: .seconds(1))
-        for instance in running { try await instance.stop() }
-
-        let ids = try await Self.alertIDs(broker)
-        let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
-        let check = CrashRecoveryTests.compareSnapshots(snapshots, with: expectedFigures)
-        let lost = expectedIDs.subtracting(ids).count, extra = Set(ids).subtracting(expectedIDs).count
-        print("figure: instances=\(instances) alerts=\(ids.count) expected=\(expectedIDs.count) lost=\(lost) "
-              + "duplicated=\(ids.count - Set(ids).count) unexpected=\(extra) snapshots=\(snapshots.count) "
-              + "compared=\(check.compared) missing=\(check.missing) mismatched=\(check.mismatched)")
-        #expect(!expectedIDs.isEmpty)
-        #expect(lost == 0)
-        #expect(ids.count == Set(ids).count, "no alert twice")
-        #expect(extra == 0)
-        #expect(check.compared > 50)
-        #expect(check.missing == 0)
-        #expect(check.mismatched == 0, "window figures equal the single-instance engine's")
-        #expect(check.unreadable == 0)
     }
 }
