@@ -2,28 +2,53 @@ import KafkaClient
 import Logging
 
 /// Reads partitions from given offsets up to their ends (high watermarks when the read starts), outside any group.
-enum TopicReader {
+///
+/// One reader serves many reads: it is assigned the partitions of each read and unassigned after it. Creating and
+/// closing a consumer per read is what the scale-out restore path would otherwise do for every partition handed
+/// over, and librdkafka 2.0.2 can abort (`rd_kafka_cgrp_terminated: assert: !rd_kafka_assignment_in_progress`) when
+/// a consumer is closed while an assignment is still being applied.
+final class TopicReader {
+    private let consumer: KafkaConsumer
+
+    init(group: String, properties: KafkaProperties, logger: Logger) throws {
+        consumer = try KafkaConsumer(groupID: group, properties: properties, logger: logger)
+    }
+
     /// Calls `body` for each record in offset order per partition. Returns false when the end was not reached within
     /// `timeout`.
-    static func readToEnd(
-        _ starts: [TopicPartition: Int64], group: String, properties: KafkaProperties, logger: Logger,
-        timeout: Duration = .seconds(30), _ body: (KafkaMessage) throws -> Void
-    ) async throws -> Bool {
+    func readToEnd(_ starts: [TopicPartition: Int64], timeout: Duration = .seconds(30),
+                   _ body: (KafkaMessage) throws -> Void) async throws -> Bool {
         guard !starts.isEmpty else { return true }
-        let reader = try KafkaConsumer(groupID: group, properties: properties, logger: logger)
-        defer { Task { await reader.close() } }
-        try reader.assign(starts)
+        try consumer.assign(starts)
+        defer { try? consumer.assign([:]) }
         var remaining: [TopicPartition: Int64] = [:]
-        for (tp, lag) in try await reader.lag() where lag.highWatermark > 0 {
-            remaining[tp] = lag.highWatermark
-        }
+        for (tp, lag) in try await consumer.lag() where lag.highWatermark > 0 { remaining[tp] = lag.highWatermark }
         let deadline = ContinuousClock.now + timeout
         while !remaining.isEmpty && ContinuousClock.now < deadline {
-            for m in try await reader.poll(maxMessages: 4096, timeout: .milliseconds(200)).messages {
+            for m in try await consumer.poll(maxMessages: 4096, timeout: .milliseconds(200)).messages
+            where starts[m.topicPartition] != nil {
                 try body(m)
                 if let end = remaining[m.topicPartition], m.offset + 1 >= end { remaining[m.topicPartition] = nil }
             }
         }
         return remaining.isEmpty
+    }
+
+    func close() async { await consumer.close() }
+
+    /// One read with a reader of its own.
+    static func readToEnd(
+        _ starts: [TopicPartition: Int64], group: String, properties: KafkaProperties, logger: Logger,
+        timeout: Duration = .seconds(30), _ body: (KafkaMessage) throws -> Void
+    ) async throws -> Bool {
+        let reader = try TopicReader(group: group, properties: properties, logger: logger)
+        do {
+            let complete = try await reader.readToEnd(starts, timeout: timeout, body)
+            await reader.close()
+            return complete
+        } catch {
+            await reader.close()
+            throw error
+        }
     }
 }

@@ -18,6 +18,8 @@ struct StudentShare: Codable, Sendable {
     var agreement: Double
     var evidenceSamples: Int
     var ece: Double?
+    /// The teacher versions the worker distilled from, for the checkpoint's metadata.
+    var teachers: [String]
 }
 
 /// Weights averaged by the merger, which every worker adopts.
@@ -60,7 +62,7 @@ extension DistillEngine {
             writer: writer, sequence: studentBook.shareSequence, basedOn: studentBook.round,
             samples: studentBook.samplesSinceAdoption, trained: distiller.model.parameterArray,
             ema: distiller.emaParameterArray, agreement: evidence.agreement, evidenceSamples: evidence.sampleCount,
-            ece: evidence.ece)
+            ece: evidence.ece, teachers: distiller.teacherVersionsUsed)
         studentBook.shared = share
         studentBook.samplesAtShare = studentBook.samplesSinceAdoption
         return share
@@ -149,6 +151,9 @@ extension DistillEngine {
                     + "\(config.student.checkpoints.intervalSamples) samples; gate passed",
                 createdAtMilliseconds: eventTime)
             checkpoint.metadata.samplesSeen = studentBook.samplesTotal
+            var teachers: [String] = []
+            for v in shares.flatMap(\.teachers) where !teachers.contains(v) { teachers.append(v) }
+            checkpoint.metadata.teacherVersions = teachers
             outputs.append(.studentCheckpoint(checkpoint))
         }
         return (average, outputs)

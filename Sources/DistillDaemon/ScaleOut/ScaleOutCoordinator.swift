@@ -36,6 +36,8 @@ final class ScaleOutCoordinator {
     private let lease: KafkaConsumer
     /// Reads the student averages from the merge topic (every instance adopts them).
     private let averages: KafkaConsumer
+    /// Reads the changelog, the merge topic and the registry from their beginnings (one consumer for every read).
+    private let reader: TopicReader
     private var averageChunks = ChunkAssembler()
     private var merger: Merger?
     private var lastMergeState = ContinuousClock.now
@@ -64,6 +66,7 @@ final class ScaleOutCoordinator {
         lease = try KafkaConsumer(groupID: config.consumerGroup + ".merge", properties: properties, logger: logger)
         // The next merger reads back the alerts already published: let what this one sent land before it can start.
         lease.beforeRevoke { _ in _ = producer.flushBlocking(timeout: .seconds(10)) }
+        reader = try TopicReader(group: config.consumerGroup + ".reader", properties: properties, logger: logger)
         averages = try KafkaConsumer(groupID: config.consumerGroup + ".averages",
                                      properties: properties.withDefaults(Self.internalFetch), logger: logger)
     }
@@ -165,9 +168,7 @@ final class ScaleOutCoordinator {
         var best: PublishedPartitionState?
         var undecodable = 0
         let tp = TopicPartition(config.topics.changelog, p % max(1, changelogPartitions))
-        let complete = try await TopicReader.readToEnd(
-            [tp: KafkaOffset.beginning], group: config.consumerGroup + ".changelog", properties: properties,
-            logger: logger) { m in
+        let complete = try await reader.readToEnd([tp: KafkaOffset.beginning]) { m in
             guard let record = ScaleOutRecord(bytes: m.value), record.kind == .state, record.partition == p,
                   let bytes = assembler.add(record) else { return }
             guard let state = try? StateBinaryDecoder().decode(PublishedPartitionState.self, from: bytes) else {
@@ -279,9 +280,7 @@ final class ScaleOutCoordinator {
         var assembler = ChunkAssembler()
         var last: PublishedMergeState?
         var lastRound: UInt64 = 0
-        let complete = try await TopicReader.readToEnd(
-            [TopicPartition(config.topics.merge, 0): KafkaOffset.beginning], group: config.consumerGroup + ".merge-read",
-            properties: properties, logger: logger) { m in
+        let complete = try await reader.readToEnd([TopicPartition(config.topics.merge, 0): KafkaOffset.beginning]) { m in
             guard let record = ScaleOutRecord(bytes: m.value), record.kind == .merge || record.kind == .average,
                   let bytes = assembler.add(record) else { return }
             do {
@@ -304,9 +303,7 @@ final class ScaleOutCoordinator {
         try await readBackAlerts(engine)
         // The registry, from its beginning, before any partial: group keys and calibration need it.
         var outputs: [EngineOutput] = []
-        _ = try await TopicReader.readToEnd(
-            [TopicPartition(config.topics.teachers, 0): KafkaOffset.beginning],
-            group: config.consumerGroup + ".merge-registry", properties: properties, logger: logger) { m in
+        _ = try await reader.readToEnd([TopicPartition(config.topics.teachers, 0): KafkaOffset.beginning]) { m in
             outputs += engine.handleTeacher(m.value, key: m.key, at: InputPosition(
                 topic: m.topic, partition: m.partition, offset: m.offset))
         }
@@ -335,7 +332,12 @@ final class ScaleOutCoordinator {
 
     func close() async {
         await stopMerging("shutting down")
+        // The lease partition is paused while held; give it back unpaused (librdkafka resumes paused partitions
+        // itself while terminating the group, racing the close).
+        try? lease.resume(lease.assignment)
+        _ = try? await lease.poll(maxMessages: 1, timeout: .milliseconds(50))
         await lease.close()
         await averages.close()
+        await reader.close()
     }
 }

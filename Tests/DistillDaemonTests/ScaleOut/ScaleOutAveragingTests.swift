@@ -109,6 +109,9 @@ extension ScaleOutOverKafka {
             #expect(averaged >= records.count, "every sample trained a share that was averaged")
             #expect(average.round >= 3, "several averaging rounds")
             #expect(!checkpoints.isEmpty, "the merger publishes the averaged student")
+        let last = try StudentCheckpoint(safetensors: try #require(checkpoints.last).value)
+        #expect(last.metadata.teacherVersions.contains("distilbert-v2"), "it names the teachers the workers used")
+        #expect(last.metadata.samplesSeen > 0)
             #expect(singleAgreement > 0.8, "the reference student learned the teacher")
             #expect(averagedAgreement >= singleAgreement - 0.03)
         }
