@@ -1,12 +1,8 @@
 import KafkaClient
 import Logging
 
-/// Reads partitions from given offsets up to their ends (high watermarks when the read starts), outside any group.
-///
-/// One reader serves many reads: it is assigned the partitions of each read and unassigned after it. Creating and
-/// closing a consumer per read is what the scale-out restore path would otherwise do for every partition handed
-/// over, and librdkafka 2.0.2 can abort (`rd_kafka_cgrp_terminated: assert: !rd_kafka_assignment_in_progress`) when
-/// a consumer is closed while an assignment is still being applied.
+/// Reads partitions from given offsets up to their ends (high watermarks asked of the broker when the read starts),
+/// outside any group.
 final class TopicReader {
     private let consumer: KafkaConsumer
 
@@ -22,7 +18,8 @@ final class TopicReader {
         try consumer.assign(starts)
         defer { try? consumer.assign([:]) }
         var remaining: [TopicPartition: Int64] = [:]
-        for (tp, lag) in try await consumer.lag() where lag.highWatermark > 0 { remaining[tp] = lag.highWatermark }
+        // Asked of the broker: librdkafka's cached watermark is stale for a partition this reader read before.
+        for (tp, high) in try await consumer.highWatermarks(Array(starts.keys)) where high > 0 { remaining[tp] = high }
         let deadline = ContinuousClock.now + timeout
         while !remaining.isEmpty && ContinuousClock.now < deadline {
             for m in try await consumer.poll(maxMessages: 4096, timeout: .milliseconds(200)).messages
@@ -38,7 +35,7 @@ final class TopicReader {
 
     /// One read with a reader of its own.
     static func readToEnd(
-        _ starts: [TopicPartition: Int64], group: String, properties: KafkaProperties, logger: Logger,
+        group: String, properties: KafkaProperties, logger: Logger, _ starts: [TopicPartition: Int64],
         timeout: Duration = .seconds(30), _ body: (KafkaMessage) throws -> Void
     ) async throws -> Bool {
         let reader = try TopicReader(group: group, properties: properties, logger: logger)

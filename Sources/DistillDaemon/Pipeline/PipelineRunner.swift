@@ -322,7 +322,7 @@ final class PipelineRunner {
         for p in 0..<partitions { starts[TopicPartition(config.topics.alerts, p)] = KafkaOffset.tail(Self.alertTail) }
         var ids: [String] = []
         let complete = try await TopicReader.readToEnd(
-            starts, group: config.consumerGroup + ".alerts-readback", properties: properties, logger: logger) { m in
+            group: config.consumerGroup + ".alerts-readback", properties: properties, logger: logger, starts) { m in
             if let object = try? JSONSerialization.jsonObject(with: Data(m.value)) as? [String: Any],
                let id = object["id"] as? String { ids.append(id) }
         }

@@ -36,8 +36,6 @@ final class ScaleOutCoordinator {
     private let lease: KafkaConsumer
     /// Reads the student averages from the merge topic (every instance adopts them).
     private let averages: KafkaConsumer
-    /// Reads the changelog, the merge topic and the registry from their beginnings (one consumer for every read).
-    private let reader: TopicReader
     private var averageChunks = ChunkAssembler()
     private var merger: Merger?
     private var lastMergeState = ContinuousClock.now
@@ -66,7 +64,6 @@ final class ScaleOutCoordinator {
         lease = try KafkaConsumer(groupID: config.consumerGroup + ".merge", properties: properties, logger: logger)
         // The next merger reads back the alerts already published: let what this one sent land before it can start.
         lease.beforeRevoke { _ in _ = producer.flushBlocking(timeout: .seconds(10)) }
-        reader = try TopicReader(group: config.consumerGroup + ".reader", properties: properties, logger: logger)
         averages = try KafkaConsumer(groupID: config.consumerGroup + ".averages",
                                      properties: properties.withDefaults(Self.internalFetch), logger: logger)
     }
@@ -89,6 +86,7 @@ final class ScaleOutCoordinator {
         if merge != 1 {
             logger.warning("\(topics.merge) has \(merge) partitions; only partition 0 is the merge lease")
         }
+        lease.setStartOffsets([TopicPartition(topics.merge, 0): KafkaOffset.end])
         try lease.subscribe([topics.merge])
         if config.student.enabled { try averages.assign([TopicPartition(topics.merge, 0): KafkaOffset.beginning]) }
         logger.info("scale-out: stage 1 on owned partitions; merge lease requested", metadata: [
@@ -168,7 +166,7 @@ final class ScaleOutCoordinator {
         var best: PublishedPartitionState?
         var undecodable = 0
         let tp = TopicPartition(config.topics.changelog, p % max(1, changelogPartitions))
-        let complete = try await reader.readToEnd([tp: KafkaOffset.beginning]) { m in
+        let complete = try await readToEnd([tp: KafkaOffset.beginning]) { m in
             guard let record = ScaleOutRecord(bytes: m.value), record.kind == .state, record.partition == p,
                   let bytes = assembler.add(record) else { return }
             guard let state = try? StateBinaryDecoder().decode(PublishedPartitionState.self, from: bytes) else {
@@ -199,10 +197,11 @@ final class ScaleOutCoordinator {
 
     /// Serves the lease, and while it is held folds the partials that have arrived.
     func step() async throws {
-        for event in try await lease.poll(maxMessages: 64, timeout: .zero).events {
+        // The lease consumer reads the merge topic from its end and its records are dropped: the merger reads what it
+        // needs with its own reader. (Pausing the partition instead made librdkafka 2.0.2 hang in close.)
+        for event in try await lease.poll(maxMessages: 256, timeout: .zero).events {
             switch event {
             case .assigned(let partitions) where partitions.contains(TopicPartition(config.topics.merge, 0)):
-                try lease.pause(partitions)
                 try await becomeMerger()
             case .revoked(let partitions), .lost(let partitions):
                 if partitions.contains(TopicPartition(config.topics.merge, 0)) { await stopMerging("lease revoked") }
@@ -269,6 +268,14 @@ final class ScaleOutCoordinator {
     /// (partials to the merger, averages to the workers) adds that wait to window and averaging latency.
     static let internalFetch = ["fetch.wait.max.ms": "20"]
 
+    /// Reads partitions to their ends with a consumer of its own (reusing one consumer across reads returned stale
+    /// records of an earlier read of the same partition and broke the churn test's figures).
+    private func readToEnd(_ starts: [TopicPartition: Int64], _ body: (KafkaMessage) throws -> Void) async throws
+        -> Bool {
+        try await TopicReader.readToEnd(group: config.consumerGroup + ".reader", properties: properties,
+                                        logger: logger, starts, body)
+    }
+
     /// How often the merger writes its state: the instance checkpoint interval, but at least 5 s.
     var mergeStateEvery: Duration { .milliseconds(max(config.state.intervalMillis, 5_000)) }
 
@@ -280,7 +287,7 @@ final class ScaleOutCoordinator {
         var assembler = ChunkAssembler()
         var last: PublishedMergeState?
         var lastRound: UInt64 = 0
-        let complete = try await reader.readToEnd([TopicPartition(config.topics.merge, 0): KafkaOffset.beginning]) { m in
+        let complete = try await readToEnd([TopicPartition(config.topics.merge, 0): KafkaOffset.beginning]) { m in
             guard let record = ScaleOutRecord(bytes: m.value), record.kind == .merge || record.kind == .average,
                   let bytes = assembler.add(record) else { return }
             do {
@@ -303,7 +310,7 @@ final class ScaleOutCoordinator {
         try await readBackAlerts(engine)
         // The registry, from its beginning, before any partial: group keys and calibration need it.
         var outputs: [EngineOutput] = []
-        _ = try await reader.readToEnd([TopicPartition(config.topics.teachers, 0): KafkaOffset.beginning]) { m in
+        _ = try await readToEnd([TopicPartition(config.topics.teachers, 0): KafkaOffset.beginning]) { m in
             outputs += engine.handleTeacher(m.value, key: m.key, at: InputPosition(
                 topic: m.topic, partition: m.partition, offset: m.offset))
         }
@@ -332,12 +339,7 @@ final class ScaleOutCoordinator {
 
     func close() async {
         await stopMerging("shutting down")
-        // The lease partition is paused while held; give it back unpaused (librdkafka resumes paused partitions
-        // itself while terminating the group, racing the close).
-        try? lease.resume(lease.assignment)
-        _ = try? await lease.poll(maxMessages: 1, timeout: .milliseconds(50))
         await lease.close()
         await averages.close()
-        await reader.close()
     }
 }

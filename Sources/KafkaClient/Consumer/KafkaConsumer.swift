@@ -303,6 +303,25 @@ public final class KafkaConsumer: Sendable {
         return high >= 0 ? high : nil
     }
 
+    /// The partitions' high watermarks as the broker reports them now (a round trip each, never the cache).
+    public func highWatermarks(_ partitions: [TopicPartition], timeout: Duration = .seconds(5)) async throws(KafkaError)
+        -> [TopicPartition: Int64] {
+        let rk = handle
+        let ms = timeout.milliseconds
+        let result: Result<[TopicPartition: Int64], KafkaError> = await onControlQueue {
+            var out: [TopicPartition: Int64] = [:]
+            for tp in partitions {
+                var low: Int64 = -1
+                var high: Int64 = -1
+                let err = rd_kafka_query_watermark_offsets(rk.pointer, tp.topic, tp.partition, &low, &high, ms)
+                if let error = KafkaError.from(err, .consume, "query watermarks of \(tp)") { return .failure(error) }
+                out[tp] = high
+            }
+            return .success(out)
+        }
+        return try result.get()
+    }
+
     /// Lag per assigned partition: the high watermark minus this consumer's position (or its committed offset
     /// when it has not fetched yet). Watermarks come from librdkafka's cache, filled by every fetch response, so
     /// this is cheap; the broker is asked only for partitions with no cached watermark yet.

@@ -44,9 +44,16 @@ final class ScaleOutProcess {
         killedAt = Date()
     }
 
-    func terminate() {
+    /// SIGTERM, then up to `within` for a clean exit; past that it is killed and the result is false.
+    func terminate(within: Duration = .seconds(30)) async -> Bool {
         process.terminate()
-        process.waitUntilExit()
+        let deadline = ContinuousClock.now + within
+        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        guard !process.isRunning else {
+            killNine()
+            return false
+        }
+        return process.terminationStatus == 0
     }
 }
 
@@ -155,8 +162,8 @@ extension ScaleOutOverKafka {
                     joins += 1
                 case "leave":
                     let p = alive.removeFirst()
-                    p.terminate()
-                    #expect(p.process.terminationStatus == 0, "\(p.name) stops cleanly")
+                    let clean = await p.terminate()
+                    #expect(clean, "\(p.name) stops cleanly within 30 s")
                     leaves += 1
                 default:
                     // The merger may still be taking over after an earlier change: wait for one.
@@ -175,7 +182,10 @@ extension ScaleOutOverKafka {
             await producer.close()
             try await ScaleOutOverKafka.ScaleOutTests.awaitWindows(broker, expected: expectedFigures, within: .seconds(120))
             try await Task.sleep(for: .seconds(1))
-            for p in alive { p.terminate() }
+            for p in alive {
+                let clean = await p.terminate()
+                #expect(clean, "\(p.name) stops cleanly within 30 s")
+            }
 
             let ids = try await ScaleOutOverKafka.ScaleOutTests.alertIDs(broker)
             let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
