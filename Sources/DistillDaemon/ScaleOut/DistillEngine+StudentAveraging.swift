@@ -31,6 +31,8 @@ struct StudentAverage: Codable, Sendable {
     var samples: Int
     /// The share each writer contributed, by sequence.
     var contributors: [UInt64: UInt64]
+    /// Samples behind every round so far.
+    var samplesTotal: Int
 }
 
 /// The averaging bookkeeping: a worker's side and the merger's.
@@ -120,7 +122,8 @@ extension DistillEngine {
         studentBook.samplesSinceCheckpoint += total
         let average = StudentAverage(
             round: studentBook.round, trained: trained, ema: ema, samples: total,
-            contributors: Dictionary(uniqueKeysWithValues: shares.map { ($0.writer, $0.sequence) }))
+            contributors: Dictionary(uniqueKeysWithValues: shares.map { ($0.writer, $0.sequence) }),
+            samplesTotal: studentBook.samplesTotal)
         distiller.adopt(trained: trained, ema: ema)
         // The gate's evidence pools the workers' prequential agreement (Wilson interval on the pooled counts).
         let trials = shares.reduce(0) { $0 + $1.evidenceSamples }

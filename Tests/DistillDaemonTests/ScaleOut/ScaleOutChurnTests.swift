@@ -58,7 +58,7 @@ final class ScaleOutProcess {
 }
 
 /// Instances join and leave, and the merger is killed, while the stream flows.
-extension ScaleOutOverKafka {
+extension HeavyKafkaTests {
     @Suite("Scale-out churn", .serialized)
     struct ScaleOutChurnTests {
         /// One instance's ownership of one partition: from its assignment log line to the last sample it processed.
@@ -112,11 +112,11 @@ extension ScaleOutOverKafka {
         @Test("Instances join and leave 10 times and the merging instance is kill -9ed: no partition owned by two live instances at once, alerts lost 0 and duplicated 0, window figures equal the single-instance engine's")
         func churn() async throws {
             let binary = try #require(distilldBinary(), "build the distilld executable first (`swift build`)")
-            let partitions = ScaleOutOverKafka.ScaleOutTests.partitions
+            let partitions = HeavyKafkaTests.ScaleOutTests.partitions
             let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: partitions)
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-churn-\(UUID())")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            let yaml = ScaleOutOverKafka.ScaleOutTests.yaml(broker, group: "churn-\(UUID().uuidString.prefix(8))")
+            let yaml = HeavyKafkaTests.ScaleOutTests.yaml(broker, group: "churn-\(UUID().uuidString.prefix(8))")
             let configPath = dir.appendingPathComponent("distilld.yaml").path
             try Data(yaml.utf8).write(to: URL(fileURLWithPath: configPath))
             var single = try DistillConfig.parse(yaml)
@@ -180,14 +180,14 @@ extension ScaleOutOverKafka {
             }
             try await feed(to: records.count)
             await producer.close()
-            try await ScaleOutOverKafka.ScaleOutTests.awaitWindows(broker, expected: expectedFigures, within: .seconds(120))
+            try await HeavyKafkaTests.ScaleOutTests.awaitWindows(broker, expected: expectedFigures, within: .seconds(120))
             try await Task.sleep(for: .seconds(1))
             for p in alive {
                 let clean = await p.terminate()
                 #expect(clean, "\(p.name) stops cleanly within 30 s")
             }
 
-            let ids = try await ScaleOutOverKafka.ScaleOutTests.alertIDs(broker)
+            let ids = try await HeavyKafkaTests.ScaleOutTests.alertIDs(broker)
             let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
             let check = CrashRecoveryTests.compareSnapshots(snapshots, with: expectedFigures)
             let lost = expectedIDs.subtracting(ids).count, extra = Set(ids).subtracting(expectedIDs).count

@@ -26,12 +26,13 @@ final class ScaleOutInstance: Sendable {
 }
 
 /// Several instances in one consumer group give what one instance gives.
-/// The scale-out tests that run instances over the embedded broker, one at a time: each runs several instances, and
-/// together they would load this 2-core machine enough to disturb the timing-sensitive tests beside them.
-@Suite("Scale-out over the embedded broker", .serialized)
-struct ScaleOutOverKafka {}
+/// The Kafka suites that must not overlap, run one at a time: the scale-out tests run several instances each, and the
+/// broker-outage tests measure recovery and commits; together they loaded this 2-core machine enough to make the
+/// outage tests' commit checks fail.
+@Suite("Load-sensitive Kafka suites, one at a time", .serialized)
+struct HeavyKafkaTests {}
 
-extension ScaleOutOverKafka {
+extension HeavyKafkaTests {
     @Suite("Scale-out", .serialized)
     struct ScaleOutTests {
         static let partitions = 8
