@@ -15,8 +15,10 @@ final class TopicReader {
     func readToEnd(_ starts: [TopicPartition: Int64], timeout: Duration = .seconds(30),
                    _ body: (KafkaMessage) throws -> Void) async throws -> Bool {
         guard !starts.isEmpty else { return true }
+        // No unassign before the close that follows: librdkafka 2.0.2 aborts
+        // (`rd_kafka_cgrp_terminated: assert: !rd_kafka_assignment_in_progress`) when a consumer is closed while an
+        // unassignment is still being applied.
         try consumer.assign(starts)
-        defer { try? consumer.assign([:]) }
         var remaining: [TopicPartition: Int64] = [:]
         // Asked of the broker: librdkafka's cached watermark is stale for a partition this reader read before.
         for (tp, high) in try await consumer.highWatermarks(Array(starts.keys)) where high > 0 { remaining[tp] = high }
