@@ -43,7 +43,8 @@ extension HeavyKafkaTests {
             return Double(hits) / Double(samples.count)
         }
 
-        @Test("Two instances, each training on its partitions and adopting the merger's weighted average: the averaged student agrees with the teacher within 0.03 of one instance trained on all the data")
+        @Test("Two instances, each training on its partitions and adopting the merger's weighted average: the averaged student agrees with the teacher within 0.03 of one instance trained on all the data",
+              .enabled(if: inProcessScaleOut, "several instances in one process can hit a librdkafka 2.0.2 abort on close"))
         func averagedStudentIsNoWorse() async throws {
             let partitions = HeavyKafkaTests.ScaleOutTests.partitions
             let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: partitions)
