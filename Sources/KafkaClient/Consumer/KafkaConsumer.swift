@@ -192,7 +192,7 @@ public final class KafkaConsumer: Sendable {
             if rd_kafka_assignment_lost(rk) != 0 {
                 event = .lost(list.partitions.sorted())
             } else {
-                let err = rd_kafka_commit(rk, nil, 0)
+                let err = KafkaConsumer.commitStored(rk, timeoutMs: 10_000)
                 if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET {
                     context.logger.warning(
                         "committing done offsets on revoke failed: \(KafkaErrorCode(err)); they will be redelivered")
@@ -235,12 +235,27 @@ public final class KafkaConsumer: Sendable {
             hint: "the partition is not (or no longer) assigned to this consumer; its owner will reprocess it")
     }
 
-    /// Commits the stored offsets synchronously. Nothing stored is not an error.
-    public func commit() async throws(KafkaError) {
+    /// Commits the stored offsets and waits up to `timeout` for the coordinator's answer. Nothing stored is not an
+    /// error. A commit not answered in time throws `timedOut`; it may still land later, which is harmless because a
+    /// stored offset only covers what is already done.
+    public func commit(timeout: Duration = .seconds(30)) async throws(KafkaError) {
         let rk = handle
-        let err = await onControlQueue { rd_kafka_commit(rk.pointer, nil, 0) }
+        let ms = timeout.milliseconds
+        let err = await onControlQueue { KafkaConsumer.commitStored(rk.pointer, timeoutMs: ms) }
         if err == RD_KAFKA_RESP_ERR__NO_OFFSET { return }
         if let error = KafkaError.from(err, .commit, "commit offsets") { throw error }
+    }
+
+    /// Commits the stored offsets of the current assignment, waiting at most `timeoutMs` for the result.
+    /// `rd_kafka_commit(.., async: 0)` waits without bound: with no coordinator reachable it never returns.
+    static func commitStored(_ rk: OpaquePointer, timeoutMs: Int32) -> rd_kafka_resp_err_t {
+        guard let queue = rd_kafka_queue_new(rk) else { return RD_KAFKA_RESP_ERR__FAIL }
+        defer { rd_kafka_queue_destroy(queue) }
+        let err = rd_kafka_commit_queue(rk, nil, queue, nil, nil)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { return err }
+        guard let event = rd_kafka_queue_poll(queue, timeoutMs) else { return RD_KAFKA_RESP_ERR__TIMED_OUT }
+        defer { rd_kafka_event_destroy(event) }
+        return rd_kafka_event_error(event)
     }
 
     /// The group's committed offsets for `partitions` (`KafkaOffset.stored`-like negatives mean none).
@@ -389,14 +404,21 @@ public final class KafkaConsumer: Sendable {
     // MARK: Shutdown
 
     /// Leaves the group cleanly: commits the offsets marked done, revokes the assignment, then closes. Idempotent.
-    public func close() async {
+    ///
+    /// Returns after `timeout` even if librdkafka has not finished: with no broker reachable,
+    /// `rd_kafka_consumer_close` can wait forever for the coordinator (librdkafka #3740). The client is then left
+    /// open, and whatever was not committed is redelivered to the next owner.
+    public func close(timeout: Duration = .seconds(30)) async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let rk = handle
+        let commitMs = max(1, timeout.milliseconds / 2)
+        let finished = ResumeOnce()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            finished.set(continuation)
             pollQueue.async {
                 // Commit while the membership is still stable; the commit inside the revoke callback can be
                 // refused (REBALANCE_IN_PROGRESS) once leaving has started.
-                let commitErr = rd_kafka_commit(rk.pointer, nil, 0)
+                let commitErr = KafkaConsumer.commitStored(rk.pointer, timeoutMs: commitMs)
                 if commitErr != RD_KAFKA_RESP_ERR_NO_ERROR && commitErr != RD_KAFKA_RESP_ERR__NO_OFFSET {
                     rk.context.logger.warning(
                         "commit on close failed: \(KafkaErrorCode(commitErr)); records done since the last commit will be redelivered")
@@ -406,7 +428,13 @@ public final class KafkaConsumer: Sendable {
                     rk.context.logger.warning("consumer close: \(KafkaErrorCode(err).message)")
                 }
                 _ = rk.context.drainEvents()
-                continuation.resume()
+                finished.resume()
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.milliseconds))) {
+                if finished.resume() {
+                    rk.context.logger.error(
+                        "consumer close did not finish within \(timeout): no broker answered; leaving the client open (offsets not committed are redelivered)")
+                }
             }
         }
     }
@@ -418,6 +446,25 @@ public final class KafkaConsumer: Sendable {
         await withCheckedContinuation { continuation in
             controlQueue.async { continuation.resume(returning: work()) }
         }
+    }
+}
+
+/// Resumes a continuation once, whichever of several paths gets there first.
+final class ResumeOnce: Sendable {
+    private let continuation = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    private let done = Atomic<Bool>(false)
+
+    func set(_ c: CheckedContinuation<Void, Never>) {
+        continuation.withLock { $0 = c }
+    }
+
+    /// True for the caller that resumed it.
+    @discardableResult
+    func resume() -> Bool {
+        guard !done.exchange(true, ordering: .acquiringAndReleasing) else { return false }
+        let c = continuation.withLock { c in defer { c = nil }; return c }
+        c?.resume()
+        return true
     }
 }
 

@@ -8,7 +8,7 @@ import Testing
 
 /// `distilld bench` end to end at a tiny scale: every sample produced is processed, and the report has every field.
 /// No timing is asserted: rates and latencies depend on the machine.
-@Suite("distilld bench", .serialized)
+@Suite("distilld bench", .serialized, .hangGuard())
 struct BenchCommandTests {
     static func options(_ modes: [BenchOptions.Mode], students: [BenchOptions.Student] = [.softmax]) -> BenchOptions {
         var o = BenchOptions()

@@ -13,7 +13,7 @@ let packageRoot: URL = {
 }()
 
 /// The broker keys of the config, the topic catalog, and `brokers: embedded`.
-@Suite("Broker settings and topic catalog")
+@Suite("Broker settings and topic catalog", .hangGuard())
 struct BrokerSettingsTests {
     @Test("streams/topics.yaml defines every topic distilld reads or writes")
     func shippedCatalog() throws {

@@ -36,7 +36,7 @@ private func withOperationsEndpoint(
 
 // MARK: - Endpoint
 
-@Suite("OperationsEndpoint over HTTP")
+@Suite("OperationsEndpoint over HTTP", .hangGuard())
 struct OperationsEndpointTests {
     @Test("binds loopback by default and on port 0 reports the port it picked")
     func loopbackBinding() async throws {

@@ -5,7 +5,7 @@ import KafkaClient
 import Testing
 
 /// Bad records over the broker, and what other clients (kcat) read back from the output topics.
-@Suite("Bad input and interoperability end to end", .serialized)
+@Suite("Bad input and interoperability end to end", .serialized, .hangGuard())
 struct BadInputEndToEndTests {
     static let badKinds: [(json: @Sendable (Int) -> String, reason: String)] = [
         ({ "{\"id\":\"bad-\($0)\",\"ts\":1795430100000,\"teachers\":[{\"version\":\"v1\",\"logits\":[1,2]}]}" },

@@ -16,7 +16,7 @@ func distilldBinary() -> URL? {
 }
 
 /// `kill -9` at random points, then restart: no alert lost, none sent twice.
-@Suite("Crash recovery", .serialized)
+@Suite("Crash recovery", .serialized, .hangGuard())
 struct CrashRecoveryTests {
     @Test("kill -9 at random moments (10, or 20 over 100,000 samples with DISTILLD_RELIABILITY=long): the alert set and window figures equal an uninterrupted run's")
     func killNineTenTimes() async throws {

@@ -50,7 +50,7 @@ func readAll(_ topic: String, partitions: Int32, bootstrap: String) async throws
 }
 
 /// The daemon over the embedded broker: scenario in, alerts out, checkpoints and commits.
-@Suite("distilld run end to end", .serialized)
+@Suite("distilld run end to end", .serialized, .hangGuard())
 struct DaemonEndToEndTests {
     static var quiet: Logger {
         var logger = Logger(label: "e2e")

@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 /// `distilld demo` as the README's main job runs it.
-@Suite("distilld demo", .serialized)
+@Suite("distilld demo", .serialized, .hangGuard())
 struct DemoTests {
     @Test("The shipped rotation fires teacher_kl_drift, nothing fires in the stable stretch, and the demo exits")
     func demo() async throws {

@@ -5,7 +5,7 @@ import KafkaClient
 import Testing
 
 /// SIGHUP: thresholds and rules reload without losing state; other changes are refused.
-@Suite("Config reload", .serialized)
+@Suite("Config reload", .serialized, .hangGuard())
 struct ReloadTests {
     @Test("A threshold change applies at the next window and keeps the state; a pane-size change is refused")
     func engineReload() throws {

@@ -250,6 +250,14 @@ extension HeavyKafkaTests {
             let covered = { log.covered.withLock { c in inputs.reduce(Int64(0)) { $0 + (c[$1] ?? 0) } } }
             let sent = FeedLog(count: records.count - half)
             try await withThrowingTaskGroup(of: Void.self) { tasks in
+                // A failure below must still stop the supervisor and the watcher: the group waits for them.
+                var finished = false
+                defer {
+                    if !finished {
+                        supervisor.stop.withLock { $0 = true }
+                        watch.stop.withLock { $0 = true }
+                    }
+                }
                 // A supervisor: the daemon stops rather than commit past an undelivered output; it is restarted.
                 tasks.addTask {
                     while !supervisor.stopping {
@@ -335,6 +343,7 @@ extension HeavyKafkaTests {
                 figures.windowsMismatched = check.mismatched + check.unreadable
                 figures.windowsMissing = check.missing
                 figures.windowsDuplicated = snapshots.count - check.seen - check.unreadable
+                finished = true
             }
             await producer.close()
             figures.sentAt = sent.all

@@ -13,7 +13,7 @@ enum ReliabilityScale {
 
 /// SIGTERM at random moments: every shutdown is clean, leaves a checkpoint that matches the committed offsets,
 /// and the restart reprocesses nothing.
-@Suite("Graceful shutdown", .serialized)
+@Suite("Graceful shutdown", .serialized, .hangGuard())
 struct ShutdownTests {
     @Test("SIGTERM at random moments: clean exits, a checkpoint each time, committed = checkpointed, 0 reprocessed")
     func sigtermRounds() async throws {

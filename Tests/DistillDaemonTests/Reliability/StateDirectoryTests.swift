@@ -10,7 +10,7 @@ import Testing
 /// The state directory fills up or turns read-only under a running daemon: it never commits an offset ahead of
 /// its durable checkpoint, says so (metric, `/readyz`, log), keeps processing, and a restart after a shutdown it
 /// could not checkpoint loses and doubles nothing.
-@Suite("State directory full or read-only", .serialized)
+@Suite("State directory full or read-only", .serialized, .hangGuard())
 struct StateDirectoryTests {
     struct Figures: CustomStringConvertible {
         var fault: String

@@ -34,7 +34,7 @@ final class ScaleOutInstance: Sendable {
 /// The Kafka suites that must not overlap, run one at a time: the scale-out tests run several instances each, and the
 /// broker-outage tests measure recovery and commits; together they loaded this 2-core machine enough to make the
 /// outage tests' commit checks fail.
-@Suite("Load-sensitive Kafka suites, one at a time", .serialized)
+@Suite("Load-sensitive Kafka suites, one at a time", .serialized, .hangGuard())
 struct HeavyKafkaTests {}
 
 extension HeavyKafkaTests {
