@@ -220,15 +220,6 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
         clocks![partition] = clock
     }
 
-    /// Per-partition mode: raises a partition's watermark to the end of its newest open pane, so every partial it holds
-    /// is sealed and later samples for those panes are late. A scale-out worker does this when the partition goes idle,
-    /// so it stops holding the global watermark back with panes nobody adds to.
-    public mutating func sealEverythingOpen(partition: Int32) -> [PanePartial<Key, Aggregate>] {
-        guard perPartition, let newest = openPanes[partition]?.keys.max() else { return [] }
-        clocks![partition, default: PartitionClock(time: nil, floor: nil)].raiseFloor(to: (newest + 1) * paneSize)
-        return sealPanes()
-    }
-
     /// True when a pane has ended for an input watermark of `inputWatermark` (this window's grace applied).
     public func paneEnded(_ pane: Int64, inputWatermark: Int64) -> Bool {
         (pane + 1) * paneSize <= inputWatermark - grace
@@ -381,5 +372,4 @@ public struct PartitionClock: Sendable, Codable, Equatable {
     }
 
     mutating func advance(to eventTime: Int64) { time = max(time ?? eventTime, eventTime) }
-    mutating func raiseFloor(to t: Int64) { floor = max(floor ?? t, t) }
 }

@@ -51,18 +51,6 @@ extension DistillWindowSet {
         return out
     }
 
-    /// Seals every open pane of one partition in every event-time window (the partition went idle).
-    public mutating func sealEverythingOpen(partition: Int32) -> [WindowSetPartial] {
-        var out: [WindowSetPartial] = []
-        for i in timeWindows.indices {
-            out += timeWindows[i].sealEverythingOpen(partition: partition).map(WindowSetPartial.init)
-        }
-        for i in calibrationTime.indices {
-            out += calibrationTime[i].sealEverythingOpen(partition: partition).map(WindowSetPartial.init)
-        }
-        return out
-    }
-
     /// Makes every event-time window judge lateness and seal panes per input partition (a scale-out worker).
     public mutating func watermarkPerPartition() {
         for i in timeWindows.indices { timeWindows[i].watermarkPerPartition() }

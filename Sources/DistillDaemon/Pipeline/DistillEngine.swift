@@ -279,9 +279,11 @@ public final class DistillEngine {
         guard activePartitions.remove(partition) != nil else { return [] }
         updateWatermark()
         var out = closeWindows()
-        // A worker seals what an idle partition holds, so the partition stops holding the global watermark back;
-        // samples that come later for those panes are late.
-        if role == .worker { out += windows.sealEverythingOpen(partition: partition).map(EngineOutput.partial) }
+        // A worker publishes what an idle partition holds without sealing it: the partition stops holding the global
+        // watermark back, and the merger keeps these pending. If the input resumes before the panes end globally,
+        // the fuller partial sealed later replaces them; sealing here would make those samples late (a pause in
+        // traffic longer than the idle timeout lost them).
+        if role == .worker { out += windows.openPartials(partition: partition).map(EngineOutput.partial) }
         return out
     }
 

@@ -226,7 +226,23 @@ extension HeavyKafkaTests {
             #expect(check.missing == 0)
             #expect(check.mismatched == 0, "window figures equal the single-instance engine's")
             #expect(check.unreadable == 0)
-            try? FileManager.default.removeItem(at: dir)
+            if check.mismatched == 0 && check.missing == 0 {
+                try? FileManager.default.removeItem(at: dir)
+            } else {
+                // What differs, and the instances' logs, for the failure report.
+                for m in snapshots {
+                    guard let (id, got) = CrashRecoveryTests.figures(m.value), let want = expectedFigures[id] else { continue }
+                    let differing = want.keys.sorted().filter { abs(want[$0]! - (got[$0] ?? .nan)) > 1e-9 * max(1, abs(want[$0]!)) }
+                    guard !differing.isEmpty else { continue }
+                    let copies = snapshots.filter { CrashRecoveryTests.figures($0.value)?.0 == id }.map {
+                        "\($0.offset)@\($0.timestamp ?? 0):\(CrashRecoveryTests.figures($0.value)?.1["window.samples"] ?? -1)"
+                    }
+                    print("mismatch: \(id.prefix(12)) at \(m.topicPartition)@\(m.offset) ts \(m.timestamp ?? 0): samples "
+                          + "\(got["window.samples"] ?? -1) (expected \(want["window.samples"] ?? -1)); published "
+                          + "\(copies.joined(separator: " ")); differing \(differing.prefix(2))")
+                }
+                print("instance logs kept in \(dir.path)")
+            }
         }
     }
 }
