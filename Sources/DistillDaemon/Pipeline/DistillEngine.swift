@@ -112,6 +112,9 @@ public final class DistillEngine {
     public internal(set) var counters = EngineCounters()
     /// The merger's bookkeeping of partials and partition progress (scale-out; empty otherwise).
     var mergeBook = MergeBook()
+    /// The merger's latest view of each `samples` partition's end offset: an idle partition whose owner has not read
+    /// to the end holds the global watermark (not checkpointed; queried again before progress is folded).
+    var samplesEnds: [Int32: Int64] = [:]
     /// Scale-out model averaging: a worker's round and samples since, the merger's shares (empty otherwise).
     var studentBook = StudentBook()
     /// The online student's trained and EMA weights, nil without a student (for checks that they stay finite).

@@ -145,6 +145,24 @@ extension DistillEngine {
         return closeWindows()
     }
 
+    /// The partitions whose owner last reported them idle.
+    var idlePartitions: [Int32] {
+        mergeBook.progress.values.filter { !$0.holds }.map(\.partition).sorted()
+    }
+
+    /// The `samples` partitions' end offsets, queried just before progress is folded.
+    func observeSamplesEnds(_ ends: [Int32: Int64]) {
+        samplesEnds.merge(ends) { $1 }
+    }
+
+    /// Whether a partition must hold the global watermark: its owner says so, or it was reported idle but input has
+    /// arrived beyond what its owner has read. Input resumed after a pause reaches the partitions' owners at
+    /// different moments; without this, the first one to report would release the others' panes, and their
+    /// partials would be late at the merge (the single instance's `resumeIdle` rule, across instances).
+    func holdsWatermark(_ progress: PartitionProgress) -> Bool {
+        progress.holds || (samplesEnds[progress.partition] ?? 0) > (progress.samplesNext ?? 0)
+    }
+
     /// The slowest event time over the partitions that hold the watermark, once every partition has reported; when
     /// none holds (all idle), the newest.
     func globalInputWatermark() -> Int64? {
@@ -153,7 +171,7 @@ extension DistillEngine {
         var low: Int64?, high: Int64?, anyHolds = false
         for p in 0..<n {
             guard let progress = mergeBook.progress[p] else { return nil }
-            if progress.holds {
+            if holdsWatermark(progress) {
                 guard let t = progress.eventTime else { return nil }
                 anyHolds = true
                 low = min(low ?? t, t)

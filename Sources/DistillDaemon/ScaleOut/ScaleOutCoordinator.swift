@@ -213,7 +213,11 @@ final class ScaleOutCoordinator {
         }
         guard var m = merger else { return }
         var outputs: [EngineOutput] = []
-        for message in try await m.partials.poll(maxMessages: 1024, timeout: .zero).messages {
+        let messages = try await m.partials.poll(maxMessages: 1024, timeout: .zero).messages
+        if messages.contains(where: { ScaleOutRecord(bytes: $0.value)?.kind == .progress }) {
+            await observeIdleEnds(m.engine)
+        }
+        for message in messages {
             m.next[message.partition] = message.offset + 1
             guard let record = ScaleOutRecord(bytes: message.value) else {
                 logger.warning("partials: not a scale-out record", metadata: [
@@ -242,6 +246,23 @@ final class ScaleOutCoordinator {
         metrics.partialsConflicting(m.engine.conflictingPartials - conflictingPartials)
         conflictingPartials = m.engine.conflictingPartials
         try publish(outputs)
+    }
+
+    /// Before progress is folded: the end offsets of the partitions reported idle, so that one whose input resumed
+    /// but whose owner has not reported it yet keeps holding the global watermark. When the broker cannot answer,
+    /// they all hold (windows wait rather than close without a partition's data).
+    private func observeIdleEnds(_ engine: DistillEngine) async {
+        let idle = engine.idlePartitions
+        guard !idle.isEmpty else { return }
+        let samples = config.topics.samples
+        do {
+            let ends = try await lease.highWatermarks(idle.map { TopicPartition(samples, $0) }, timeout: .seconds(5))
+            engine.observeSamplesEnds(Dictionary(uniqueKeysWithValues: ends.map { ($0.key.partition, $0.value) }))
+        } catch {
+            logger.warning("merge: idle \(samples) partitions' end offsets unknown; they hold the watermark",
+                           metadata: ["error": "\(error)"])
+            engine.observeSamplesEnds(Dictionary(uniqueKeysWithValues: idle.map { ($0, Int64.max) }))
+        }
     }
 
     /// The merger's records at this checkpoint (nil when not merging): a student average when shares are waiting, and

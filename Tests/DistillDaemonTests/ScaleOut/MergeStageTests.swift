@@ -13,8 +13,12 @@ struct MergeStageTests {
     /// records (record i on partition i % 8), batch by batch, with a checkpoint (progress of every partition) after
     /// every round. Returns the merger's outputs and every partial published.
     /// With `idleEvery`, every partition goes idle after every that many rounds (the input pauses), then resumes.
+    /// With `eachPartition`, a partition's progress reaches the merger right after its batch (owners report at
+    /// different moments), and `knowsEnds` says whether the merger knows the partitions' end offsets (all records
+    /// are produced up front), as the coordinator queries them.
     static func runStages(_ records: [[UInt8]], workers count: Int, config: DistillConfig, batch: Int = 97,
-                          handOver: Bool = false, idleEvery: Int? = nil) throws
+                          handOver: Bool = false, idleEvery: Int? = nil, eachPartition: Bool = false,
+                          knowsEnds: Bool = true) throws
         -> (outputs: [EngineOutput], partials: [WindowSetPartial], merger: DistillEngine) {
         let workers = try (0..<count).map { _ in try DistillEngine(config: config, role: .worker) }
         let merger = try DistillEngine(config: config, role: .merger)
@@ -25,6 +29,10 @@ struct MergeStageTests {
         }
         var queues: [[(Int, [UInt8])]] = Array(repeating: [], count: partitions)
         for (i, r) in records.enumerated() { queues[i % partitions].append((i, r)) }
+        if knowsEnds {
+            merger.observeSamplesEnds(Dictionary(uniqueKeysWithValues: queues.indices.map {
+                (Int32($0), Int64(queues[$0].count)) }))
+        }
         var cursor = Array(repeating: 0, count: partitions)
         var outputs: [EngineOutput] = [], partials: [WindowSetPartial] = []
         var round = 0
@@ -41,6 +49,10 @@ struct MergeStageTests {
                         topic: "samples", partition: Int32(p), offset: Int64(i / partitions))))
                 }
                 cursor[p] = min(cursor[p] + batch, queues[p].count)
+                if eachPartition {
+                    outputs += merger.handleProgress(workers[owner[p]].progress(
+                        of: Int32(p), samplesNext: Int64(cursor[p]), labelsNext: nil, stateToken: "\(round)/\(p)"))
+                }
             }
             // Checkpoint: each partition's progress, from its owner.
             for p in 0..<partitions {
@@ -135,6 +147,29 @@ struct MergeStageTests {
         #expect(merger.counters.lateSamples == 0)
     }
 
+    @Test("Input resumes after a pause and the partitions' owners report one after another: a partition reported idle whose input has arrived keeps holding the watermark, so none of its panes is late",
+          arguments: [1, 2, 3])
+    func staggeredResume(workers: Int) throws {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let records = RotationScenario().records()
+        let reference = Self.windows(DistillEngineWatermarkTests.runPartitioned(
+            records, partitions: Self.partitions, batch: 97, engine: try DistillEngine(config: config)))
+        let (outputs, _, merger) = try Self.runStages(records, workers: workers, config: config, idleEvery: 2,
+                                                     eachPartition: true)
+        let got = Self.windows(outputs)
+        #expect(got.count == reference.count && reference.count > 20)
+        for (a, b) in zip(reference, got) {
+            #expect(a.name == b.name && a.end == b.end && a.samples == b.samples)
+            #expect(Bool(a.groups == b.groups), "\(a.name)/\(a.end): bit-identical")
+        }
+        #expect(merger.conflictingPartials == 0)
+        #expect(merger.counters.lateSamples == 0)
+        // Without the end offsets, the first partition to resume releases the others' panes: their partials are late.
+        let (_, _, blind) = try Self.runStages(records, workers: workers, config: config, idleEvery: 2,
+                                               eachPartition: true, knowsEnds: false)
+        #expect(blind.counters.lateSamples > 0)
+    }
+
     @Test("A partial sent again for a folded pane is not folded twice; one with other content is counted, not folded; one for a pane that already ended is late")
     func partialsReplacedNeverDoubled() throws {
         let config = try DistillConfig.parse(scenarioConfig)
@@ -179,6 +214,9 @@ struct MergeStageTests {
         #expect(merger.globalInputWatermark() == 7_000, "an idle partition does not hold")
         for p: Int32 in 0...2 { _ = merger.handleProgress(progress(p, Int64(p) * 1_000 + 10_000, holds: false)) }
         #expect(merger.globalInputWatermark() == 12_000, "all idle: the newest")
+        #expect(merger.idlePartitions == [0, 1, 2])
+        merger.observeSamplesEnds([1: 40])
+        #expect(merger.globalInputWatermark() == 11_000, "idle but with unread input: holds again")
     }
 
     @Test("Per-partition windows: a sample is late against its own partition's watermark only, and an idle partition's panes are published, not sealed")
