@@ -214,9 +214,16 @@ final class ScaleOutCoordinator {
         guard var m = merger else { return }
         var outputs: [EngineOutput] = []
         let messages = try await m.partials.poll(maxMessages: 1024, timeout: .zero).messages
-        if messages.contains(where: { ScaleOutRecord(bytes: $0.value)?.kind == .progress }) {
-            await observeIdleEnds(m.engine)
+        // Progress in this batch may report partitions idle: their end offsets are needed before it is folded.
+        var progress = false, reportedIdle: Set<Int32> = []
+        for message in messages {
+            guard let record = ScaleOutRecord(bytes: message.value), record.kind == .progress else { continue }
+            progress = true
+            let decoded = record.count == 1
+                ? try? StateBinaryDecoder().decode(PartitionProgress.self, from: record.chunk) : nil
+            if decoded?.holds != true { reportedIdle.insert(record.partition) }
         }
+        if progress { await observeIdleEnds(m.engine, reportedIdle: reportedIdle) }
         for message in messages {
             m.next[message.partition] = message.offset + 1
             guard let record = ScaleOutRecord(bytes: message.value) else {
@@ -248,11 +255,12 @@ final class ScaleOutCoordinator {
         try publish(outputs)
     }
 
-    /// Before progress is folded: the end offsets of the partitions reported idle, so that one whose input resumed
-    /// but whose owner has not reported it yet keeps holding the global watermark. When the broker cannot answer,
-    /// they all hold (windows wait rather than close without a partition's data).
-    private func observeIdleEnds(_ engine: DistillEngine) async {
-        let idle = engine.idlePartitions
+    /// Before progress is folded: the end offsets of the partitions reported idle (so far, or in the batch about to
+    /// be folded), so that one whose input resumed but whose owner has not reported it yet keeps holding the global
+    /// watermark. Queried after the batch was fetched, they are at least as new as the progress in it. When the
+    /// broker cannot answer, those partitions hold (windows wait rather than close without a partition's data).
+    private func observeIdleEnds(_ engine: DistillEngine, reportedIdle: Set<Int32>) async {
+        let idle = Array(reportedIdle.union(engine.idlePartitions)).sorted()
         guard !idle.isEmpty else { return }
         let samples = config.topics.samples
         do {
