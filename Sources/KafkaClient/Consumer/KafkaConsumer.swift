@@ -17,6 +17,8 @@ public final class KafkaConsumer: Sendable {
     /// Runs blocking control calls (commit, seek, watermarks) without waiting behind a long poll.
     private let controlQueue = DispatchQueue(label: "distilld.kafka.consumer.control")
     private let closed = Atomic<Bool>(false)
+    /// Set by `subscribe`: close then leaves the group before it closes the client.
+    private let subscribed = Atomic<Bool>(false)
 
     /// Creates a consumer in group `groupID`. `properties` are passed to librdkafka as they are.
     public init(
@@ -48,6 +50,7 @@ public final class KafkaConsumer: Sendable {
         if let error = KafkaError.from(rd_kafka_subscribe(handle.pointer, list.pointer), .consume, "subscribe to \(topics)") {
             throw error
         }
+        subscribed.store(true, ordering: .releasing)
     }
 
     /// Reads exactly these partitions from these offsets, outside group management (no rebalances).
@@ -411,6 +414,7 @@ public final class KafkaConsumer: Sendable {
     public func close(timeout: Duration = .seconds(30)) async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let rk = handle
+        let leave = subscribed.load(ordering: .acquiring)
         let commitMs = max(1, timeout.milliseconds / 2)
         let finished = ResumeOnce()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -423,6 +427,7 @@ public final class KafkaConsumer: Sendable {
                     rk.context.logger.warning(
                         "commit on close failed: \(KafkaErrorCode(commitErr)); records done since the last commit will be redelivered")
                 }
+                if leave { KafkaConsumer.leaveGroup(rk, timeoutMs: commitMs) }
                 let err = rd_kafka_consumer_close(rk.pointer)
                 if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                     rk.context.logger.warning("consumer close: \(KafkaErrorCode(err).message)")
@@ -437,6 +442,28 @@ public final class KafkaConsumer: Sendable {
                 }
             }
         }
+    }
+
+    /// Unsubscribes and polls until the revocation has run and the assignment has been empty for a few polls (at
+    /// most `timeoutMs`). librdkafka 2.0.2 aborts (`rd_kafka_cgrp_terminated: assert
+    /// !rd_kafka_assignment_in_progress`, librdkafka #4027/#4792) when `rd_kafka_consumer_close` finishes while a
+    /// rebalance is still being applied; leaving the group first and letting the unassignment settle avoids that.
+    /// Records fetched meanwhile are dropped: they were not marked done, so they are redelivered to the next owner.
+    private static func leaveGroup(_ rk: RdKafkaHandle, timeoutMs: Int32) {
+        rd_kafka_unsubscribe(rk.pointer)
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeoutMs))
+        var settled = 0
+        while settled < 3 && ContinuousClock.now < deadline {
+            if let m = rd_kafka_consumer_poll(rk.pointer, 50) { rd_kafka_message_destroy(m) }
+            var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>? = nil
+            var empty = false
+            if rd_kafka_assignment(rk.pointer, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list {
+                empty = list.pointee.cnt == 0
+                rd_kafka_topic_partition_list_destroy(list)
+            }
+            settled = empty ? settled + 1 : 0
+        }
+        _ = rk.context.drainEvents()
     }
 
     /// Client errors reported by librdkafka's `error_cb` so far.

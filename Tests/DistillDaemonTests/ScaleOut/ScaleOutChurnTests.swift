@@ -38,10 +38,20 @@ final class ScaleOutProcess {
         return lease.last?.hasPrefix("merge lease taken") == true
     }
 
+    /// SIGKILL, then waits for the exit, at most 10 s. (`Process.waitUntilExit` never returned once for a child that
+    /// had crashed into the Swift backtracer: it stayed a zombie the run loop never heard of.)
     func killNine() {
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning && !isZombie && Date() < deadline { usleep(20_000) }
         killedAt = Date()
+    }
+
+    /// True once the process has exited but has not been reaped.
+    var isZombie: Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
     }
 
     /// SIGTERM, then up to `within` for a clean exit; past that it is killed and the result is false.
