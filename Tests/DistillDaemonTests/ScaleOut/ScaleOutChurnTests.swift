@@ -119,6 +119,50 @@ extension HeavyKafkaTests {
             return out
         }
 
+        @Test("1, 2 and 3 `distilld run` processes on 8 partitions: the same alert ids and window figures as one single-instance engine; every process stops cleanly",
+              arguments: [1, 2, 3])
+        func equivalence(instances: Int) async throws {
+            let binary = try #require(distilldBinary(), "build the distilld executable first (`swift build`)")
+            let (broker, _, expectedIDs, expectedFigures) = try await HeavyKafkaTests.ScaleOutTests.scenario()
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-equivalence-\(UUID())")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let yaml = HeavyKafkaTests.ScaleOutTests.yaml(broker, group: "equivalence-\(UUID().uuidString.prefix(8))")
+            let configPath = dir.appendingPathComponent("distilld.yaml").path
+            try Data(yaml.utf8).write(to: URL(fileURLWithPath: configPath))
+            let running = try (0..<instances).map {
+                try ScaleOutProcess(name: "i\($0)", binary: binary, config: configPath, dir: dir)
+            }
+            try await HeavyKafkaTests.ScaleOutTests.awaitWindows(broker, expected: expectedFigures, within: .seconds(120))
+            try await Task.sleep(for: .seconds(1))
+            var clean = 0
+            for p in running where await p.terminate() { clean += 1 }
+
+            let ids = try await HeavyKafkaTests.ScaleOutTests.alertIDs(broker)
+            let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
+            let check = CrashRecoveryTests.compareSnapshots(snapshots, with: expectedFigures)
+            let lost = expectedIDs.subtracting(ids).count, extra = Set(ids).subtracting(expectedIDs).count
+            let owners = Set(running.flatMap(Self.ownerships).map(\.instance)).count
+            print("figure: processes=\(instances) owning=\(owners) clean=\(clean)/\(instances) alerts=\(ids.count) "
+                  + "expected=\(expectedIDs.count) lost=\(lost) duplicated=\(ids.count - Set(ids).count) "
+                  + "unexpected=\(extra) snapshots=\(snapshots.count) compared=\(check.compared) "
+                  + "missing=\(check.missing) mismatched=\(check.mismatched)")
+            #expect(clean == instances, "every instance exits 0 on SIGTERM")
+            #expect(owners == instances, "every instance owned partitions")
+            #expect(!expectedIDs.isEmpty)
+            #expect(lost == 0)
+            #expect(ids.count == Set(ids).count, "no alert twice")
+            #expect(extra == 0)
+            #expect(check.compared > 50)
+            #expect(check.missing == 0)
+            #expect(check.mismatched == 0, "window figures equal the single-instance engine's")
+            #expect(check.unreadable == 0)
+            if clean == instances && check.mismatched == 0 && check.missing == 0 {
+                try? FileManager.default.removeItem(at: dir)
+            } else {
+                print("instance logs kept in \(dir.path)")
+            }
+        }
+
         @Test("Instances join and leave 10 times and the merging instance is kill -9ed: no partition owned by two live instances at once, alerts lost 0 and duplicated 0, window figures equal the single-instance engine's")
         func churn() async throws {
             let binary = try #require(distilldBinary(), "build the distilld executable first (`swift build`)")
