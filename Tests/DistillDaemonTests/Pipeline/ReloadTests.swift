@@ -91,27 +91,41 @@ struct ReloadTests {
         try Data(base.utf8).write(to: path)
         let process = Process()
         process.executableURL = binary
-        process.arguments = ["run", "--config", path.path, "--log-level", "notice"]
-        let errors = Pipe()
-        process.standardError = errors
+        process.arguments = ["run", "--config", path.path, "--log-level", "info"]
+        let logFile = dir.appendingPathComponent("distilld.log")
+        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: logFile)
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        try await Task.sleep(for: .seconds(3))
+        func log() -> String {
+            String(decoding: FileManager.default.contents(atPath: logFile.path) ?? Data(), as: UTF8.self)
+        }
+        // Waits for a log line rather than a fixed time: on a loaded machine the daemon can take seconds to start
+        // or to serve a signal, and a second SIGHUP sent before the first is served merges with it.
+        func awaitLog(_ text: String) async throws {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !log().contains(text) && process.isRunning && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        try await awaitLog("distilld running")
 
         try Data(base.replacingOccurrences(of: "threshold: 0.05", with: "threshold: 0.07").utf8).write(to: path)
         kill(process.processIdentifier, SIGHUP)
-        try await Task.sleep(for: .seconds(2))
+        try await awaitLog("config reloaded")
         try Data(base.replacingOccurrences(of: "size: 60s, slide: 10s", with: "size: 60s, slide: 15s").utf8)
             .write(to: path)
         kill(process.processIdentifier, SIGHUP)
-        try await Task.sleep(for: .seconds(2))
+        try await awaitLog("config reload refused")
+        try await Task.sleep(for: .milliseconds(500))
         #expect(process.isRunning, "SIGHUP does not stop the daemon")
         process.terminate()
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
-        let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(log.contains("config reloaded"), "\(log.suffix(2000))")
-        #expect(log.contains("config reload refused") && log.contains("windows.fast") && log.contains("pane size"))
+        let text = log()
+        #expect(text.contains("config reloaded"), "\(text.suffix(2000))")
+        #expect(text.contains("config reload refused") && text.contains("windows.fast") && text.contains("pane size"),
+                "\(text.suffix(2000))")
         try? FileManager.default.removeItem(at: dir)
     }
 }

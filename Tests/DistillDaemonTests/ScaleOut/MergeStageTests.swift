@@ -84,6 +84,17 @@ struct MergeStageTests {
         return (outputs, partials, merger)
     }
 
+    /// Every window equal to the reference's, bit for bit, and nothing late or refused at the merge.
+    static func expectBitIdentical(_ got: [DistillWindow], to reference: [DistillWindow], merger: DistillEngine) {
+        #expect(got.count == reference.count && reference.count > 20)
+        for (a, b) in zip(reference, got) {
+            #expect(a.name == b.name && a.end == b.end && a.samples == b.samples)
+            #expect(Bool(a.groups == b.groups), "\(a.name)/\(a.end): bit-identical")
+        }
+        #expect(merger.conflictingPartials == 0)
+        #expect(merger.counters.lateSamples == 0)
+    }
+
     /// Closed windows by window then end (the merger closes several at a checkpoint, the reference one at a time).
     static func windows(_ outputs: [EngineOutput]) -> [DistillWindow] {
         outputs.compactMap { if case .windowClosed(let w, _) = $0 { w } else { nil } }
@@ -137,14 +148,7 @@ struct MergeStageTests {
             records, partitions: Self.partitions, batch: 97, engine: try DistillEngine(config: config)))
         let (outputs, _, merger) = try Self.runStages(records, workers: workers, config: config, handOver: workers > 1,
                                                      idleEvery: 2)
-        let got = Self.windows(outputs)
-        #expect(got.count == reference.count && reference.count > 20)
-        for (a, b) in zip(reference, got) {
-            #expect(a.name == b.name && a.end == b.end && a.samples == b.samples)
-            #expect(Bool(a.groups == b.groups), "\(a.name)/\(a.end): bit-identical")
-        }
-        #expect(merger.conflictingPartials == 0)
-        #expect(merger.counters.lateSamples == 0)
+        Self.expectBitIdentical(Self.windows(outputs), to: reference, merger: merger)
     }
 
     @Test("Input resumes after a pause and the partitions' owners report one after another: a partition reported idle whose input has arrived keeps holding the watermark, so none of its panes is late",
@@ -156,14 +160,7 @@ struct MergeStageTests {
             records, partitions: Self.partitions, batch: 97, engine: try DistillEngine(config: config)))
         let (outputs, _, merger) = try Self.runStages(records, workers: workers, config: config, idleEvery: 2,
                                                      eachPartition: true)
-        let got = Self.windows(outputs)
-        #expect(got.count == reference.count && reference.count > 20)
-        for (a, b) in zip(reference, got) {
-            #expect(a.name == b.name && a.end == b.end && a.samples == b.samples)
-            #expect(Bool(a.groups == b.groups), "\(a.name)/\(a.end): bit-identical")
-        }
-        #expect(merger.conflictingPartials == 0)
-        #expect(merger.counters.lateSamples == 0)
+        Self.expectBitIdentical(Self.windows(outputs), to: reference, merger: merger)
         // Without the end offsets, the first partition to resume releases the others' panes: their partials are late.
         let (_, _, blind) = try Self.runStages(records, workers: workers, config: config, idleEvery: 2,
                                                eachPartition: true, knowsEnds: false)

@@ -119,16 +119,22 @@ extension HeavyKafkaTests {
             return out
         }
 
+        /// A directory for the processes' config and logs, and the scale-out config for `broker` written into it.
+        static func processConfig(_ broker: EmbeddedBroker, name: String) throws -> (dir: URL, path: String, yaml: String) {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-\(name)-\(UUID())")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let yaml = HeavyKafkaTests.ScaleOutTests.yaml(broker, group: "\(name)-\(UUID().uuidString.prefix(8))")
+            let path = dir.appendingPathComponent("distilld.yaml").path
+            try Data(yaml.utf8).write(to: URL(fileURLWithPath: path))
+            return (dir, path, yaml)
+        }
+
         @Test("1, 2 and 3 `distilld run` processes on 8 partitions: the same alert ids and window figures as one single-instance engine; every process stops cleanly",
               arguments: [1, 2, 3])
         func equivalence(instances: Int) async throws {
             let binary = try #require(distilldBinary(), "build the distilld executable first (`swift build`)")
             let (broker, _, expectedIDs, expectedFigures) = try await HeavyKafkaTests.ScaleOutTests.scenario()
-            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-equivalence-\(UUID())")
-            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            let yaml = HeavyKafkaTests.ScaleOutTests.yaml(broker, group: "equivalence-\(UUID().uuidString.prefix(8))")
-            let configPath = dir.appendingPathComponent("distilld.yaml").path
-            try Data(yaml.utf8).write(to: URL(fileURLWithPath: configPath))
+            let (dir, configPath, _) = try Self.processConfig(broker, name: "equivalence")
             let running = try (0..<instances).map {
                 try ScaleOutProcess(name: "i\($0)", binary: binary, config: configPath, dir: dir)
             }
@@ -137,26 +143,15 @@ extension HeavyKafkaTests {
             var clean = 0
             for p in running where await p.terminate() { clean += 1 }
 
-            let ids = try await HeavyKafkaTests.ScaleOutTests.alertIDs(broker)
-            let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
-            let check = CrashRecoveryTests.compareSnapshots(snapshots, with: expectedFigures)
-            let lost = expectedIDs.subtracting(ids).count, extra = Set(ids).subtracting(expectedIDs).count
+            let outcome = try await HeavyKafkaTests.ScaleOutTests.outcome(
+                broker, expectedIDs: expectedIDs, expectedFigures: expectedFigures)
             let owners = Set(running.flatMap(Self.ownerships).map(\.instance)).count
-            print("figure: processes=\(instances) owning=\(owners) clean=\(clean)/\(instances) alerts=\(ids.count) "
-                  + "expected=\(expectedIDs.count) lost=\(lost) duplicated=\(ids.count - Set(ids).count) "
-                  + "unexpected=\(extra) snapshots=\(snapshots.count) compared=\(check.compared) "
-                  + "missing=\(check.missing) mismatched=\(check.mismatched)")
+            print("figure: processes=\(instances) owning=\(owners) clean=\(clean)/\(instances) "
+                  + "expected=\(expectedIDs.count) \(outcome.summary)")
             #expect(clean == instances, "every instance exits 0 on SIGTERM")
             #expect(owners == instances, "every instance owned partitions")
-            #expect(!expectedIDs.isEmpty)
-            #expect(lost == 0)
-            #expect(ids.count == Set(ids).count, "no alert twice")
-            #expect(extra == 0)
-            #expect(check.compared > 50)
-            #expect(check.missing == 0)
-            #expect(check.mismatched == 0, "window figures equal the single-instance engine's")
-            #expect(check.unreadable == 0)
-            if clean == instances && check.mismatched == 0 && check.missing == 0 {
+            outcome.expectMatchesReference(expectedIDs: expectedIDs)
+            if clean == instances && outcome.figuresMatch {
                 try? FileManager.default.removeItem(at: dir)
             } else {
                 print("instance logs kept in \(dir.path)")
@@ -168,21 +163,9 @@ extension HeavyKafkaTests {
             let binary = try #require(distilldBinary(), "build the distilld executable first (`swift build`)")
             let partitions = HeavyKafkaTests.ScaleOutTests.partitions
             let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: partitions)
-            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distilld-churn-\(UUID())")
-            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            let yaml = HeavyKafkaTests.ScaleOutTests.yaml(broker, group: "churn-\(UUID().uuidString.prefix(8))")
-            let configPath = dir.appendingPathComponent("distilld.yaml").path
-            try Data(yaml.utf8).write(to: URL(fileURLWithPath: configPath))
-            var single = try DistillConfig.parse(yaml)
-            single.scaleOut.enabled = false
+            let (dir, configPath, yaml) = try Self.processConfig(broker, name: "churn")
             let records = RotationScenario().records()
-            let reference = DistillEngineWatermarkTests.runPartitioned(
-                records, partitions: partitions, batch: 97, engine: try DistillEngine(config: single))
-            let expectedIDs = Set(reference.compactMap { output -> String? in
-                if case .decision(let d) = output { return AlertEvent.id(for: d) }
-                return nil
-            })
-            let expectedFigures = try CrashRecoveryTests.snapshotFigures(of: reference, config: single)
+            let (expectedIDs, expectedFigures) = try HeavyKafkaTests.ScaleOutTests.reference(records, yaml: yaml)
 
             let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
             var fed = 0
@@ -241,10 +224,8 @@ extension HeavyKafkaTests {
                 #expect(clean, "\(p.name) stops cleanly within 30 s")
             }
 
-            let ids = try await HeavyKafkaTests.ScaleOutTests.alertIDs(broker)
-            let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
-            let check = CrashRecoveryTests.compareSnapshots(snapshots, with: expectedFigures)
-            let lost = expectedIDs.subtracting(ids).count, extra = Set(ids).subtracting(expectedIDs).count
+            let outcome = try await HeavyKafkaTests.ScaleOutTests.outcome(
+                broker, expectedIDs: expectedIDs, expectedFigures: expectedFigures)
 
             // Ownership: per partition, each owner's span ends before the next owner's begins.
             var overlaps = 0, handovers = 0
@@ -264,23 +245,15 @@ extension HeavyKafkaTests {
             }
             print("figure: joins=\(joins) leaves=\(leaves) kill9=1 merger-killed=\(killedMerger) handovers=\(handovers) "
                   + "overlapping=\(overlaps) restored-from-changelog=\(restored) merge-takeovers=\(mergers) "
-                  + "alerts=\(ids.count) expected=\(expectedIDs.count) lost=\(lost) duplicated=\(ids.count - Set(ids).count) "
-                  + "unexpected=\(extra) snapshots=\(snapshots.count) compared=\(check.compared) missing=\(check.missing) "
-                  + "mismatched=\(check.mismatched)")
+                  + "expected=\(expectedIDs.count) \(outcome.summary)")
             #expect(joins + leaves == 10)
             #expect(killedMerger)
             #expect(handovers >= 10, "partitions changed hands")
             #expect(overlaps == 0, "no partition processed by two live instances at once")
             #expect(mergers >= 2, "another instance took over merging")
-            #expect(!expectedIDs.isEmpty)
-            #expect(lost == 0)
-            #expect(ids.count == Set(ids).count, "no alert twice")
-            #expect(extra == 0)
-            #expect(check.compared > 50)
-            #expect(check.missing == 0)
-            #expect(check.mismatched == 0, "window figures equal the single-instance engine's")
-            #expect(check.unreadable == 0)
-            if check.mismatched == 0 && check.missing == 0 {
+            outcome.expectMatchesReference(expectedIDs: expectedIDs)
+            let snapshots = outcome.snapshots
+            if outcome.figuresMatch {
                 try? FileManager.default.removeItem(at: dir)
             } else {
                 // What differs, and the instances' logs, for the failure report.

@@ -57,13 +57,11 @@ extension HeavyKafkaTests {
                 """
         }
 
-        /// A broker with the scenario's records on 8 partitions (record i on partition i % 8), and the reference: the
-        /// same records through one single-instance engine.
-        static func scenario() async throws -> (EmbeddedBroker, [[UInt8]], Set<String>, [String: [String: Double]]) {
-            let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: partitions)
-            let records = RotationScenario().records()
-            let config = try DistillConfig.parse(yaml(broker, group: "reference"))
-            var single = config
+        /// The reference for `records` under `yaml` with scale-out off: one single-instance engine's alert ids and
+        /// window snapshot figures.
+        static func reference(_ records: [[UInt8]], yaml: String) throws
+            -> (ids: Set<String>, figures: [String: [String: Double]]) {
+            var single = try DistillConfig.parse(yaml)
             single.scaleOut.enabled = false
             let reference = DistillEngineWatermarkTests.runPartitioned(
                 records, partitions: partitions, batch: 97, engine: try DistillEngine(config: single))
@@ -71,7 +69,53 @@ extension HeavyKafkaTests {
                 if case .decision(let d) = output { return AlertEvent.id(for: d) }
                 return nil
             })
-            let figures = try CrashRecoveryTests.snapshotFigures(of: reference, config: single)
+            return (ids, try CrashRecoveryTests.snapshotFigures(of: reference, config: single))
+        }
+
+        /// What a run published, against the reference.
+        struct Outcome {
+            var ids: [String]
+            var lost: Int
+            var unexpected: Int
+            var snapshots: [KafkaMessage]
+            var check: (seen: Int, compared: Int, mismatched: Int, missing: Int, unreadable: Int)
+            var duplicated: Int { ids.count - Set(ids).count }
+            var summary: String {
+                "alerts=\(ids.count) lost=\(lost) duplicated=\(duplicated) unexpected=\(unexpected) "
+                    + "snapshots=\(snapshots.count) compared=\(check.compared) missing=\(check.missing) "
+                    + "mismatched=\(check.mismatched)"
+            }
+            var figuresMatch: Bool { check.missing == 0 && check.mismatched == 0 }
+
+            /// Alerts lost 0, doubled 0, none unexpected; every reference snapshot published with its figures.
+            func expectMatchesReference(expectedIDs: Set<String>) {
+                #expect(!expectedIDs.isEmpty)
+                #expect(lost == 0)
+                #expect(duplicated == 0, "no alert twice")
+                #expect(unexpected == 0)
+                #expect(check.compared > 50)
+                #expect(check.missing == 0)
+                #expect(check.mismatched == 0, "window figures equal the single-instance engine's")
+                #expect(check.unreadable == 0)
+            }
+        }
+
+        /// Reads the alerts and window snapshots `broker` holds and compares them with the reference.
+        static func outcome(_ broker: EmbeddedBroker, expectedIDs: Set<String>,
+                            expectedFigures: [String: [String: Double]]) async throws -> Outcome {
+            let ids = try await alertIDs(broker)
+            let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
+            return Outcome(ids: ids, lost: expectedIDs.subtracting(ids).count,
+                           unexpected: Set(ids).subtracting(expectedIDs).count, snapshots: snapshots,
+                           check: CrashRecoveryTests.compareSnapshots(snapshots, with: expectedFigures))
+        }
+
+        /// A broker with the scenario's records on 8 partitions (record i on partition i % 8), and the reference: the
+        /// same records through one single-instance engine.
+        static func scenario() async throws -> (EmbeddedBroker, [[UInt8]], Set<String>, [String: [String: Double]]) {
+            let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: partitions)
+            let records = RotationScenario().records()
+            let (ids, figures) = try reference(records, yaml: yaml(broker, group: "reference"))
             let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
             for (i, r) in records.enumerated() {
                 try producer.send(ProducerRecord(topic: "samples", partition: Int32(i % partitions), value: r)) { _ in }
@@ -109,21 +153,9 @@ extension HeavyKafkaTests {
             try await Task.sleep(for: .seconds(1))
             for instance in running { try await instance.stop() }
 
-            let ids = try await Self.alertIDs(broker)
-            let snapshots = try await readAll("distill.windows", partitions: 3, bootstrap: broker.bootstrapServers)
-            let check = CrashRecoveryTests.compareSnapshots(snapshots, with: expectedFigures)
-            let lost = expectedIDs.subtracting(ids).count, extra = Set(ids).subtracting(expectedIDs).count
-            print("figure: instances=\(instances) alerts=\(ids.count) expected=\(expectedIDs.count) lost=\(lost) "
-                  + "duplicated=\(ids.count - Set(ids).count) unexpected=\(extra) snapshots=\(snapshots.count) "
-                  + "compared=\(check.compared) missing=\(check.missing) mismatched=\(check.mismatched)")
-            #expect(!expectedIDs.isEmpty)
-            #expect(lost == 0)
-            #expect(ids.count == Set(ids).count, "no alert twice")
-            #expect(extra == 0)
-            #expect(check.compared > 50)
-            #expect(check.missing == 0)
-            #expect(check.mismatched == 0, "window figures equal the single-instance engine's")
-            #expect(check.unreadable == 0)
+            let outcome = try await Self.outcome(broker, expectedIDs: expectedIDs, expectedFigures: expectedFigures)
+            print("figure: instances=\(instances) expected=\(expectedIDs.count) \(outcome.summary)")
+            outcome.expectMatchesReference(expectedIDs: expectedIDs)
         }
     }
 }
