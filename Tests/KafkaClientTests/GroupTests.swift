@@ -44,9 +44,11 @@ struct GroupTests {
         let all = Set((0..<6).map { TopicPartition(topic, Int32($0)) })
         try broker.createTopic(topic, partitions: 6)
         let group = uniqueGroup("split")
-        // The mock coordinator reassigns a departed member's partitions only after its session times out.
+        // The mock coordinator reassigns a departed member's partitions only after its session times out. 15 s, not
+        // less: with the whole suite starting in parallel, a member starved of CPU for longer than a short session
+        // was dropped from every rebalance, and the group never split within the 60 s (seen in clean-clone CI runs).
         var props = broker.clientProperties
-        props["session.timeout.ms"] = "6000"
+        props["session.timeout.ms"] = "15000"
         props["heartbeat.interval.ms"] = "500"
         var a = Member(consumer: try KafkaConsumer(groupID: group, properties: props, logger: testLogger))
         var b = Member(consumer: try KafkaConsumer(groupID: group, properties: props, logger: testLogger))
@@ -55,7 +57,7 @@ struct GroupTests {
 
         // Phase 1: both join and the group settles on a split.
         let clock = ContinuousClock()
-        var end = clock.now + .seconds(60)
+        var end = clock.now + .seconds(120)
         while clock.now < end {
             _ = try await a.step()
             _ = try await b.step()
