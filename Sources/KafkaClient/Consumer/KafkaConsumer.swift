@@ -427,7 +427,7 @@ public final class KafkaConsumer: Sendable {
                     rk.context.logger.warning(
                         "commit on close failed: \(KafkaErrorCode(commitErr)); records done since the last commit will be redelivered")
                 }
-                if leave { KafkaConsumer.leaveGroup(rk, timeoutMs: commitMs) }
+                if leave { KafkaConsumer.leaveGroup(rk, timeoutMs: min(commitMs, 5_000)) }
                 let err = rd_kafka_consumer_close(rk.pointer)
                 if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                     rk.context.logger.warning("consumer close: \(KafkaErrorCode(err).message)")

@@ -15,7 +15,7 @@ final class ScaleOutProcess {
     init(name: String, binary: URL, config: String, dir: URL) throws {
         self.name = name
         log = dir.appendingPathComponent("\(name).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         process.executableURL = binary
         process.arguments = ["run", "--config", config, "--log-format", "json", "--log-level", "info"]
@@ -60,10 +60,15 @@ final class ScaleOutProcess {
         let deadline = ContinuousClock.now + within
         while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
         guard !process.isRunning else {
+            print("\(name) still running \(within) after SIGTERM: killed")
             killNine()
             return false
         }
-        return process.terminationStatus == 0
+        if process.terminationStatus != 0 || process.terminationReason != .exit {
+            print("\(name) ended with \(process.terminationReason == .exit ? "status" : "signal") "
+                  + "\(process.terminationStatus)")
+        }
+        return process.terminationStatus == 0 && process.terminationReason == .exit
     }
 }
 
@@ -188,7 +193,7 @@ extension HeavyKafkaTests {
             let actions = ["join", "join", "leave", "join", "kill-merger", "join", "leave", "join", "leave", "join",
                            "leave"]
             try join()
-            var joins = 0, leaves = 0, killedMerger = false
+            var joins = 0, leaves = 0, killedMerger = false, unclean: [String] = []
             let chunk = records.count / (actions.count + 1)
             for (round, action) in actions.enumerated() {
                 try await feed(to: (round + 1) * chunk)
@@ -201,6 +206,7 @@ extension HeavyKafkaTests {
                     let p = alive.removeFirst()
                     let clean = await p.terminate()
                     #expect(clean, "\(p.name) stops cleanly within 30 s")
+                    if !clean { unclean.append(p.name) }
                     leaves += 1
                 default:
                     // The merger may still be taking over after an earlier change: wait for one.
@@ -222,6 +228,7 @@ extension HeavyKafkaTests {
             for p in alive {
                 let clean = await p.terminate()
                 #expect(clean, "\(p.name) stops cleanly within 30 s")
+                if !clean { unclean.append(p.name) }
             }
 
             let outcome = try await HeavyKafkaTests.ScaleOutTests.outcome(
@@ -253,9 +260,10 @@ extension HeavyKafkaTests {
             #expect(mergers >= 2, "another instance took over merging")
             outcome.expectMatchesReference(expectedIDs: expectedIDs)
             let snapshots = outcome.snapshots
-            if outcome.figuresMatch {
+            if outcome.figuresMatch && unclean.isEmpty {
                 try? FileManager.default.removeItem(at: dir)
             } else {
+                if !unclean.isEmpty { print("not stopped cleanly: \(unclean)") }
                 // What differs, and the instances' logs, for the failure report.
                 for m in snapshots {
                     guard let (id, got) = CrashRecoveryTests.figures(m.value), let want = expectedFigures[id] else { continue }
