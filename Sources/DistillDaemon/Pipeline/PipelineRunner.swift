@@ -212,11 +212,6 @@ final class PipelineRunner {
             let tp = TopicPartition(config.topics.samples, p)
             guard let at = report.at, at > seen, report.lags[tp] == 0 else { continue }
             if let high = inputs.cachedHighWatermark(tp), let position = positions[tp], position < high { continue }
-            // The cached high watermark is as old as the partition's last fetch response: when librdkafka stops
-            // fetching a partition because its local queue is full (a backlog), it still says "caught up". Only the
-            // broker's answer, asked now, can declare the partition idle.
-            guard let fresh = try? await inputs.highWatermarks([tp], timeout: .seconds(5))[tp],
-                  fresh <= (positions[tp] ?? 0) else { continue }
             lastData[p] = nil  // re-armed by its next message
             idle.insert(p)
             changed.insert(p)  // a worker seals an idle partition's panes
