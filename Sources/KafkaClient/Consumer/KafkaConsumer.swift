@@ -74,9 +74,11 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// The partitions currently assigned to this consumer.
-    public var assignment: [TopicPartition] {
+    public var assignment: [TopicPartition] { Self.assignment(of: handle.pointer) }
+
+    private static func assignment(of rk: OpaquePointer) -> [TopicPartition] {
         var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>? = nil
-        guard rd_kafka_assignment(handle.pointer, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
+        guard rd_kafka_assignment(rk, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
         defer { rd_kafka_topic_partition_list_destroy(list) }
         return TopicPartitionList(borrowing: list).partitions.sorted()
     }
@@ -455,13 +457,7 @@ public final class KafkaConsumer: Sendable {
         var settled = 0
         while settled < 3 && ContinuousClock.now < deadline {
             if let m = rd_kafka_consumer_poll(rk.pointer, 50) { rd_kafka_message_destroy(m) }
-            var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>? = nil
-            var empty = false
-            if rd_kafka_assignment(rk.pointer, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list {
-                empty = list.pointee.cnt == 0
-                rd_kafka_topic_partition_list_destroy(list)
-            }
-            settled = empty ? settled + 1 : 0
+            settled = assignment(of: rk.pointer).isEmpty ? settled + 1 : 0
         }
         _ = rk.context.drainEvents()
     }

@@ -84,6 +84,12 @@ struct MergeStageTests {
         return (outputs, partials, merger)
     }
 
+    /// The reference: one single-instance engine over the same records, read partition by partition in batches.
+    static func singleEngine(_ records: [[UInt8]], config: DistillConfig) throws -> [EngineOutput] {
+        DistillEngineWatermarkTests.runPartitioned(records, partitions: partitions, batch: 97,
+                                                   engine: try DistillEngine(config: config))
+    }
+
     /// Every window equal to the reference's, bit for bit, and nothing late or refused at the merge.
     static func expectBitIdentical(_ got: [DistillWindow], to reference: [DistillWindow], merger: DistillEngine) {
         #expect(got.count == reference.count && reference.count > 20)
@@ -110,8 +116,7 @@ struct MergeStageTests {
     func stagesEqualSingleEngine(workers: Int) throws {
         let config = try DistillConfig.parse(scenarioConfig)
         let records = RotationScenario().records()
-        let reference = DistillEngineWatermarkTests.runPartitioned(
-            records, partitions: Self.partitions, batch: 97, engine: try DistillEngine(config: config))
+        let reference = try Self.singleEngine(records, config: config)
         let (outputs, _, merger) = try Self.runStages(records, workers: workers, config: config)
         let expected = Self.windows(reference), got = Self.windows(outputs)
         // The stages close every window the reference does (the reference's watermark is the slowest partition's,
@@ -130,8 +135,7 @@ struct MergeStageTests {
     func handOverKeepsFigures() throws {
         let config = try DistillConfig.parse(scenarioConfig)
         let records = RotationScenario().records()
-        let reference = Self.windows(DistillEngineWatermarkTests.runPartitioned(
-            records, partitions: Self.partitions, batch: 97, engine: try DistillEngine(config: config)))
+        let reference = Self.windows(try Self.singleEngine(records, config: config))
         let (outputs, _, merger) = try Self.runStages(records, workers: 3, config: config, handOver: true)
         let got = Self.windows(outputs)
         #expect(got.count == reference.count)
@@ -144,8 +148,7 @@ struct MergeStageTests {
     func pausesKeepFigures(workers: Int) throws {
         let config = try DistillConfig.parse(scenarioConfig)
         let records = RotationScenario().records()
-        let reference = Self.windows(DistillEngineWatermarkTests.runPartitioned(
-            records, partitions: Self.partitions, batch: 97, engine: try DistillEngine(config: config)))
+        let reference = Self.windows(try Self.singleEngine(records, config: config))
         let (outputs, _, merger) = try Self.runStages(records, workers: workers, config: config, handOver: workers > 1,
                                                      idleEvery: 2)
         Self.expectBitIdentical(Self.windows(outputs), to: reference, merger: merger)
@@ -156,8 +159,7 @@ struct MergeStageTests {
     func staggeredResume(workers: Int) throws {
         let config = try DistillConfig.parse(scenarioConfig)
         let records = RotationScenario().records()
-        let reference = Self.windows(DistillEngineWatermarkTests.runPartitioned(
-            records, partitions: Self.partitions, batch: 97, engine: try DistillEngine(config: config)))
+        let reference = Self.windows(try Self.singleEngine(records, config: config))
         let (outputs, _, merger) = try Self.runStages(records, workers: workers, config: config, idleEvery: 2,
                                                      eachPartition: true)
         Self.expectBitIdentical(Self.windows(outputs), to: reference, merger: merger)
