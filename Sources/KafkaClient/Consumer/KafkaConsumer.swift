@@ -169,7 +169,8 @@ public final class KafkaConsumer: Sendable {
     ) {
         guard let context = ClientContext.from(rk) else { return }
         let list = TopicPartitionList(borrowing: partitions)
-        let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
+        // NULL once the consumer has left its group (an unsubscribe before close): not cooperative then.
+        let cooperative = rd_kafka_rebalance_protocol(rk).map { String(cString: $0) } == "COOPERATIVE"
         var event: ConsumerEvent
         switch err {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
