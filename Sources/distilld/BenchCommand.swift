@@ -92,6 +92,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Run the embedded broker inside this process (its data then counts in the RSS figures).")
     var inProcessBroker = false
 
+    @Flag(help: """
+        Also run each monitor/full configuration's engine in this process on the same records without Kafka: \
+        the engine's ceiling on one core, beside the same mode over the broker.
+        """)
+    var engineOnly = false
+
     @Flag(help: "Print the report as JSON on stdout (progress still goes to stderr).")
     var json = false
 
@@ -121,6 +127,7 @@ struct BenchCommand: AsyncParsableCommand {
         o.stateIntervalSeconds = stateInterval
         o.seed = seed
         o.broker = inProcessBroker ? .inProcess : .childProcess(executable: Self.executablePath)
+        o.engineOnly = engineOnly
         return o
     }
 

@@ -2,26 +2,34 @@ import Foundation
 
 // MARK: - Dense kernels on contiguous buffers
 
-/// Σ_i a[i]·b[i] with four independent accumulators (lets the compiler vectorise without fast-math).
+/// Σ_i a[i]·b[i]: sixteen lanes at a time into two SIMD accumulators, then the lanes summed in a fixed order.
+/// Without fast-math the compiler keeps a scalar reduction's order, so the lanes are explicit; multiply and add stay
+/// separate (`addProduct` becomes one libm `fmaf` call per lane unless built for a CPU with FMA).
 @inlinable
 func studentDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-    var s0: Float = 0
-    var s1: Float = 0
-    var s2: Float = 0
-    var s3: Float = 0
+    let ar = UnsafeRawPointer(a), br = UnsafeRawPointer(b)
+    var v0 = SIMD16<Float>(), v1 = SIMD16<Float>()
     var i = 0
-    while i + 4 <= n {
-        s0 += a[i] * b[i]
-        s1 += a[i + 1] * b[i + 1]
-        s2 += a[i + 2] * b[i + 2]
-        s3 += a[i + 3] * b[i + 3]
-        i += 4
+    while i &+ 32 <= n {
+        let o = i &* 4
+        v0 += ar.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+            * br.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+        v1 += ar.loadUnaligned(fromByteOffset: o &+ 64, as: SIMD16<Float>.self)
+            * br.loadUnaligned(fromByteOffset: o &+ 64, as: SIMD16<Float>.self)
+        i &+= 32
     }
+    if i &+ 16 <= n {
+        let o = i &* 4
+        v0 += ar.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+            * br.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+        i &+= 16
+    }
+    var s = (v0 + v1).sum()
     while i < n {
-        s0 += a[i] * b[i]
-        i += 1
+        s += a[i] * b[i]
+        i &+= 1
     }
-    return (s0 + s1) + (s2 + s3)
+    return s
 }
 
 /// y[i] += alpha·x[i] for i in 0..<n.

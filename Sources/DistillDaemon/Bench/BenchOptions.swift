@@ -80,6 +80,9 @@ public struct BenchOptions: Sendable {
     public var seed: UInt64 = 1
     /// Where the broker runs.
     public var broker: BrokerPlacement = .inProcess
+    /// Also runs each `monitor`/`full` configuration's engine in this thread on the same records without Kafka
+    /// (`EnginePhase`): the engine's ceiling on one core, beside the same mode over the broker.
+    public var engineOnly = false
     /// Directory for the pipeline's state checkpoints and the broker's files (a fresh temporary one by default).
     public var workDirectory: String?
     /// Prints progress lines (stderr in the CLI).

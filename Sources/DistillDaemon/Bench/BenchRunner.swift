@@ -82,6 +82,12 @@ public struct BenchRunner: Sendable {
                 result = try await ConsumePhase(context: context, topics: topics, name: run.description, decode: true,
                                                 format: run.format).run(latency: options.latencySeconds > 0)
             } else {
+                if options.engineOnly {
+                    var engine = try EnginePhase(context: context, topics: topics, run: run).measure()
+                    engine.vsJSONDecoder = engine.samplesPerSecond / json.samplesPerSecond
+                    say(String(format: "  engine only: %@ samples/s", engine.samplesPerSecond.grouped))
+                    results.append(engine)
+                }
                 result = try await PipelinePhase(context: context, topics: topics, run: run).run()
             }
             // Against the raw consume of the same records, and against the same mode on JSON records.
@@ -164,8 +170,9 @@ public struct BenchRunner: Sendable {
         }
         rate("full/softmax", 150_000)
         rate("full/mlp", 50_000)
-        // `decode` runs (either format) measure the consume loop, not the daemon: no latency or RSS target.
-        let pipelineRuns = runs.filter { !$0.name.hasPrefix("decode") }
+        // `decode` runs (either format) measure the consume loop, not the daemon, and engine-only runs measure no
+        // Kafka at all: no latency or RSS target.
+        let pipelineRuns = runs.filter { !$0.name.hasPrefix("decode") && !$0.name.hasSuffix(EnginePhase.suffix) }
         for r in pipelineRuns {
             guard let l = r.latency else { continue }
             out.append(.init(name: "\(r.name) latency p99 at \(l.rate.grouped)/s", target: "< 50 ms",

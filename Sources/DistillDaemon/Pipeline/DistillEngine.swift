@@ -106,9 +106,26 @@ public final class DistillEngine {
     private let maxParked = 10_000
     private var samplesSinceCheckpoint = 0
     /// Largest event time seen per `samples` partition; the windows' watermark follows the slowest of them.
-    var partitionEventTime: [Int32: Int64] = [:]
+    var partitionEventTime: [Int32: Int64] {
+        get { eventTimes }
+        set { eventTimes = newValue; activeTimes = nil }
+    }
+    private var eventTimes: [Int32: Int64] = [:]
     /// Partitions that hold the watermark: assigned and not idle.
-    var activePartitions: Set<Int32> = []
+    var activePartitions: Set<Int32> = [] { didSet { activeTimes = nil } }
+    /// The active partitions' event times by partition number (`Int64.max`: not active, `Int64.min`: no sample yet),
+    /// rebuilt when either changes other than by a sample: the watermark is taken per sample, and hashing every
+    /// partition each time cost as much as decoding a tenth of the record.
+    private var activeTimes: [Int64]?
+    /// The group fan-out per (new teacher, old teacher, student, slice), and the registry's teacher pair, computed
+    /// once: both were rebuilt per sample. Cleared when the registry changes; bounded (slices come from the input).
+    private var groupCache: [GroupCacheKey: [DistillGroupKey]] = [:]
+    private var registryPair: (new: String?, old: String?)?
+    /// The online student's group for the current teacher pair.
+    private var onlineGroup: DistillGroupKey?
+    private static let groupCacheLimit = 4096
+    /// One bootstrap weight buffer for every sample (no allocation per sample).
+    private var weights: BootstrapWeights
     public internal(set) var counters = EngineCounters()
     /// The merger's bookkeeping of partials and partition progress (scale-out; empty otherwise).
     var mergeBook = MergeBook()
@@ -131,6 +148,7 @@ public final class DistillEngine {
         labelDecoder = RecordDecoder(format: config.topics.formats.labels, classes: config.model.classes.count,
                                      features: config.model.features)
         windows = DistillWindowSet(config: config.statistics)
+        weights = BootstrapWeights(replicates: config.statistics.replicates)
         if role == .worker { windows.watermarkPerPartition() } else { windows.followInputWatermark() }
         evaluator = TriggerEvaluator(config: config.triggers, level: config.statistics.confidenceLevel)
         registry = TeacherRegistry(policy: config.teacher.health)
@@ -150,7 +168,10 @@ public final class DistillEngine {
             return [reject(bytes, key, position, reason: "invalid_teacher_record", field: nil, "\(error)")]
         }
         var out: [EngineOutput] = []
-        for event in registry.apply(record) {
+        let events = registry.apply(record)
+        registryPair = nil
+        groupCache.removeAll()
+        for event in events {
             switch event {
             case let .majorVersionChanged(_, new, oldMajor, newMajor):
                 let e = TeacherVersionEvent(version: new, major: newMajor, previousMajor: oldMajor,
@@ -207,12 +228,14 @@ public final class DistillEngine {
             counters.labelsJoined += 1
         }
         let partition = position.partition
+        weights.reset(idHash: StableHash.id(sample.id))
         if sample.label == nil {
-            counters.lateSamples += windows.ingest(sample, groups: groups, partition: partition,
+            counters.lateSamples += windows.ingest(sample, groups: groups, weights: weights, partition: partition,
                                                    contribution: .unlabeled) > 0 ? 1 : 0
             labelJoins[joinKey, default: newJoinBuffer()].waitForLabel(sample, partition: partition)
         } else {
-            counters.lateSamples += windows.ingest(sample, groups: groups, partition: partition) > 0 ? 1 : 0
+            counters.lateSamples += windows.ingest(sample, groups: groups, weights: weights,
+                                                   partition: partition) > 0 ? 1 : 0
         }
         counters.samplesIngested += 1
         out += learn(from: sample, partition: partition)
@@ -236,7 +259,9 @@ public final class DistillEngine {
             sample.label = record.label
             counters.labelsJoined += 1
             // The labeled half goes to the sample's own partition and pane, not the label's.
-            windows.ingest(sample, groups: groupKeys(for: sample), partition: partition, contribution: .labeled)
+            weights.reset(idHash: StableHash.id(sample.id))
+            windows.ingest(sample, groups: groupKeys(for: sample), weights: weights, partition: partition,
+                           contribution: .labeled)
         } else {
             labelJoins[joinKey, default: newJoinBuffer()].waitForSample(record)
         }
@@ -291,14 +316,28 @@ public final class DistillEngine {
     }
 
     private func trackEventTime(_ ts: Int64, partition: Int32) {
-        partitionEventTime[partition] = max(partitionEventTime[partition] ?? ts, ts)
-        activePartitions.insert(partition)
+        let time = max(eventTimes[partition] ?? ts, ts)
+        eventTimes[partition] = time
+        if !activePartitions.contains(partition) { activePartitions.insert(partition) }
+        if activeTimes != nil && partition >= 0 && Int(partition) < activeTimes!.count {
+            activeTimes![Int(partition)] = time
+        }
         updateWatermark()
     }
 
     /// The slowest active partition's event time, once every active partition has delivered something. When every
     /// partition is idle, nothing holds event time back: the newest time seen anywhere applies.
     func updateWatermark() {
+        if activeTimes == nil { activeTimes = Self.denseTimes(active: activePartitions, times: eventTimes) }
+        if let dense = activeTimes {
+            var low = Int64.max
+            for t in dense where t < low { low = t }
+            if low == Int64.min { return }  // an active partition has not delivered yet
+            if low != Int64.max {
+                windows.setInputWatermark(low)
+                return
+            }
+        }
         var low: Int64?
         for p in activePartitions {
             guard let t = partitionEventTime[p] else { return }
@@ -306,6 +345,14 @@ public final class DistillEngine {
         }
         if activePartitions.isEmpty { low = partitionEventTime.values.max() }
         if let low { windows.setInputWatermark(low) }
+    }
+
+    /// `activeTimes` for these partitions, or nil when a partition number is outside the dense range.
+    private static func denseTimes(active: Set<Int32>, times: [Int32: Int64]) -> [Int64]? {
+        guard let top = active.max(), top < 65_536, active.allSatisfy({ $0 >= 0 }) else { return nil }
+        var dense = [Int64](repeating: .max, count: Int(top) + 1)
+        for p in active { dense[Int(p)] = times[p] ?? .min }
+        return dense
     }
 
     /// Alert ids found on the alerts topic at start: an alert published after the last checkpoint (then a crash) is
@@ -380,10 +427,15 @@ public final class DistillEngine {
     /// The teacher pair comes from the registry (latest active vs previous active); before the registry knows any
     /// teacher, from the sample itself (its last two versions).
     private func groupKeys(for sample: DistillSample) -> [DistillGroupKey] {
-        let newTeacher = registry.newTeacher?.version ?? sample.teacherVersions.last ?? "unknown"
-        let oldTeacher = registry.newTeacher == nil
+        let pair = teacherPair
+        let newTeacher = pair.new ?? sample.teacherVersions.last ?? "unknown"
+        let oldTeacher = pair.new == nil
             ? (sample.teacherVersions.count >= 2 ? sample.teacherVersions[sample.teacherVersions.count - 2] : nil)
-            : registry.oldTeacher?.version
+            : pair.old
+        let cacheKey = GroupCacheKey(newTeacher: newTeacher, oldTeacher: oldTeacher, student: sample.studentVersion,
+                                     slice: sample.slice)
+        if let cached = groupCache[cacheKey] { return cached }
+        if groupCache.count >= Self.groupCacheLimit { groupCache.removeAll() }
         var groups = DistillGroupKey.standardGroups(
             newTeacher: newTeacher, oldTeacher: oldTeacher, pairedTeacher: nil, student: sample.studentVersion,
             slice: sample.slice)
@@ -391,7 +443,17 @@ public final class DistillEngine {
             groups.append(DistillGroupKey(newTeacher: newTeacher, oldTeacher: oldTeacher,
                                           student: Self.onlineStudentVersion))
         }
+        groupCache[cacheKey] = groups
         return groups
+    }
+
+    /// The registry's new and old teacher versions (nil before it knows any), cached until the registry changes.
+    private var teacherPair: (new: String?, old: String?) {
+        if let registryPair { return registryPair }
+        let new = registry.newTeacher?.version
+        let pair = (new: new, old: new == nil ? nil : registry.oldTeacher?.version)
+        registryPair = pair
+        return pair
     }
 
     /// The student version under which the online EMA student's prequential scores are kept.
@@ -405,15 +467,23 @@ public final class DistillEngine {
         let teachers = selection.indices.map {
             TeacherLogits(version: sample.teacherVersions[$0], logits: sample.teacherLogits(at: $0))
         }
+        // Test, then train: learning scores the EMA model on the sample before it updates (its prequential score),
+        // so those logits are the EMA student's for the windows too; a sample it rejects is scored here.
+        let outcome = distiller.learn(features: sample.features, teachers: teachers, label: sample.label)
         var scored = sample
         scored.studentVersion = Self.onlineStudentVersion
-        scored.studentLogits = distiller.scoreEMA(features: sample.features)
-        let newTeacher = registry.newTeacher?.version ?? sample.teacherVersions.last ?? "unknown"
-        let old = registry.newTeacher == nil ? nil : registry.oldTeacher?.version
-        windows.ingest(scored, groups: [DistillGroupKey(newTeacher: newTeacher, oldTeacher: old,
-                                                        student: Self.onlineStudentVersion)],
-                       partition: partition, contribution: sample.label == nil ? .unlabeled : .all)
-        _ = distiller.learn(features: sample.features, teachers: teachers, label: sample.label)
+        switch outcome.disposition {
+        case .accepted, .scoredOnly: scored.studentLogits = Array(distiller.lastEMALogits)
+        default: scored.studentLogits = distiller.scoreEMA(features: sample.features)
+        }
+        let pair = teacherPair
+        let newTeacher = pair.new ?? sample.teacherVersions.last ?? "unknown"
+        if onlineGroup?.newTeacher != newTeacher || onlineGroup?.oldTeacher != pair.old {
+            onlineGroup = DistillGroupKey(newTeacher: newTeacher, oldTeacher: pair.old,
+                                          student: Self.onlineStudentVersion)
+        }
+        windows.ingest(scored, groups: [onlineGroup!], weights: weights, partition: partition,
+                       contribution: sample.label == nil ? .unlabeled : .all)
         counters.studentUpdates += 1
         studentBook.samplesSinceAdoption += 1
         samplesSinceCheckpoint += 1
@@ -496,6 +566,7 @@ extension DistillEngine {
         evaluator.adoptEpisodes(from: self.evaluator)
         self.evaluator = evaluator
         registry.policy = new.teacher.health
+        registryPair = nil
         config = new
     }
 }
@@ -587,6 +658,14 @@ public enum EngineStateError: Error, CustomStringConvertible {
     public var description: String {
         switch self { case .incompatible(let why): "incompatible engine state: \(why)" }
     }
+}
+
+/// What a sample's group fan-out depends on.
+struct GroupCacheKey: Hashable {
+    var newTeacher: String
+    var oldTeacher: String?
+    var student: String?
+    var slice: String?
 }
 
 /// A sample waiting for the registry to learn its teacher version.

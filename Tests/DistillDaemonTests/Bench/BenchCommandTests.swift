@@ -96,6 +96,25 @@ struct BenchCommandTests {
         #expect(try #require(report.setup.meanProtobufRecordBytes) < report.setup.meanRecordBytes)
     }
 
+    @Test("--engine-only: the engine alone ingests every sample of the same stream, beside the run over the broker")
+    func engineOnly() async throws {
+        var logger = Logger(label: "bench-test")
+        logger.logLevel = .error
+        var options = Self.options([.monitor, .full])
+        options.engineOnly = true
+        options.latencySeconds = 0
+        let report = try await BenchRunner(options: options, logger: logger).run()
+        #expect(report.runs.map(\.name)
+                    == ["monitor engine-only", "monitor", "full/softmax engine-only", "full/softmax"])
+        for run in report.runs where run.name.hasSuffix("engine-only") {
+            #expect(run.processed == 1_500 && run.produced == 1_500, "\(run.name): \(run.processed) of 1,500")
+            #expect(run.samplesPerSecond > 0 && run.vsJSONDecoder != nil && run.latency == nil)
+            #expect((run.outputs["engine outputs"] ?? 0) > 0, "\(run.name): windows closed")
+        }
+        #expect(!report.targets.contains { $0.name.contains("engine-only") }, "targets judge the runs over Kafka")
+        #expect(report.table.contains("monitor engine-only"))
+    }
+
     @Test("options out of range are refused with the option's name")
     func validation() {
         var o = Self.options([.monitor])

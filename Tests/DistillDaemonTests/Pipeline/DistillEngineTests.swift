@@ -311,6 +311,33 @@ extension DistillEngineWatermarkTests {
         #expect(compared > 50)
     }
 
+    @Test("Partition numbers outside the engine's dense watermark table give the same windows as small ones")
+    func sparsePartitionNumbers() throws {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let records = RotationScenario().records()
+        func run(_ partitions: [Int32]) throws -> [DistillWindow] {
+            let engine = try DistillEngine(config: config)
+            engine.partitionsAssigned(partitions)
+            var outputs: [EngineOutput] = []
+            for (i, bytes) in records.enumerated() {
+                let p = partitions[i % partitions.count]
+                outputs += engine.handleSample(bytes, key: nil, at: InputPosition(topic: "samples", partition: p,
+                                                                                   offset: Int64(i)))
+            }
+            #expect(engine.counters.lateSamples == 0)
+            return Self.closedWindows(outputs)
+        }
+        let dense = try run([0, 1, 2])
+        let sparse = try run([0, 1, 70_000])
+        #expect(dense.count > 20 && dense.count == sparse.count)
+        for (a, b) in zip(dense, sparse) {
+            #expect(a.name == b.name && a.end == b.end && a.samples == b.samples)
+            for (key, stats) in a.groups where key.student != DistillEngine.onlineStudentVersion {
+                #expect(stats == b.groups[key], "\(a.name)/\(a.end) \(key)")
+            }
+        }
+    }
+
     @Test("An assigned partition with no data holds the watermark until it is declared idle")
     func idlePartition() throws {
         let config = try DistillConfig.parse(scenarioConfig)

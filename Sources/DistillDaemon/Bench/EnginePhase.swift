@@ -1,0 +1,97 @@
+import DistillCore
+import Dispatch
+import Foundation
+
+// MARK: - EnginePhase
+
+/// `--engine-only`: the pipeline mode's own `DistillEngine`, fed in this thread the same records, partitions and late
+/// labels the feeder produces, without Kafka. Its rate is the engine's ceiling on one core: the gap to the same mode
+/// over the broker is what consuming, publishing and checkpointing cost. Records are generated in chunks outside the
+/// timed part; outputs are built (as the engine returns them) but not published.
+struct EnginePhase {
+    let context: Context
+    let topics: BenchTopics
+    let run: BenchRun
+
+    /// Records generated per untimed chunk.
+    static let chunk = 10_000
+    /// Appended to the configuration's name in the report.
+    static let suffix = " engine-only"
+
+    func measure() throws -> BenchReport.RunResult {
+        let o = context.options
+        let yaml = PipelinePhase(context: context, topics: topics, run: run)
+            .configYAML(stateDirectory: context.directory + "/engine-unused")
+        let config = try DistillConfig.parse(yaml, file: "<bench \(run) engine-only>")
+        let engine = try DistillEngine(config: config)
+        for (i, record) in context.stream.teacherRecords().enumerated() {
+            _ = engine.handleTeacher(record.value, key: Array(record.key.utf8),
+                                     at: InputPosition(topic: topics.teachers, partition: 0, offset: Int64(i)))
+        }
+        engine.partitionsAssigned((0..<Int32(o.partitions)).map { $0 })
+        var offsets = [Int64](repeating: 0, count: o.partitions)
+        var labelOffsets = [Int64](repeating: 0, count: o.partitions)
+        var pending: [(due: Int, index: Int, label: Int)] = []
+        var head = 0
+        var outputs = 0
+        var nanos: UInt64 = 0
+        BenchMemory.resetPeak()
+        let startRSS = Context.rssMegabytes
+        var records: [(index: Int, bytes: [UInt8], isLabel: Bool)] = []
+        var buffer: [UInt8] = []
+        var first = 0
+        while first < o.samples {
+            let count = min(Self.chunk, o.samples - first)
+            records.removeAll(keepingCapacity: true)
+            for i in first..<(first + count) {
+                buffer.removeAll(keepingCapacity: true)
+                let fate = context.stream.sample(i, format: run.format, into: &buffer)
+                records.append((i, buffer, false))
+                if case .late(let label) = fate { pending.append((i + 64, i, label)) }
+                while head < pending.count, pending[head].due <= i {
+                    records.append((pending[head].index, context.stream.lateLabel(
+                        pending[head].index, label: pending[head].label, format: run.format), true))
+                    head += 1
+                }
+            }
+            if first + count == o.samples {
+                while head < pending.count {
+                    records.append((pending[head].index, context.stream.lateLabel(
+                        pending[head].index, label: pending[head].label, format: run.format), true))
+                    head += 1
+                }
+            }
+            if head > 4096 {
+                pending.removeFirst(head)
+                head = 0
+            }
+            let started = DispatchTime.now().uptimeNanoseconds
+            for record in records {
+                let p = record.index % o.partitions
+                if record.isLabel {
+                    let at = InputPosition(topic: topics.labels, partition: Int32(p), offset: labelOffsets[p])
+                    labelOffsets[p] += 1
+                    outputs += engine.handleLabel(record.bytes, key: nil, at: at).count
+                } else {
+                    let at = InputPosition(topic: topics.samples, partition: Int32(p), offset: offsets[p])
+                    offsets[p] += 1
+                    outputs += engine.handleSample(record.bytes, key: nil, at: at).count
+                }
+            }
+            nanos += DispatchTime.now().uptimeNanoseconds - started
+            first += count
+        }
+        let seconds = Double(nanos) / 1e9
+        let ingested = engine.counters.samplesIngested
+        guard ingested == o.samples else {
+            throw BenchError.incomplete("\(run) engine-only: ingested \(ingested) of \(o.samples) samples "
+                                        + "(dead letters \(engine.counters.deadLetters))")
+        }
+        return BenchReport.RunResult(
+            name: "\(run)" + Self.suffix, produced: o.samples, processed: ingested,
+            samplesPerSecond: Double(o.samples) / seconds, seconds: seconds, vsRawConsume: nil, vsJSONDecoder: nil,
+            preloaded: true, producerWaitedSeconds: 0, latency: nil, startRSSMegabytes: startRSS,
+            peakRSSMegabytes: BenchMemory.peakBytes.map { Double($0) / 1e6 }, rss: [],
+            outputs: ["engine outputs": outputs], unexpectedDeadLetters: 0)
+    }
+}
