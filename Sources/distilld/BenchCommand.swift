@@ -93,6 +93,12 @@ struct BenchCommand: AsyncParsableCommand {
     var inProcessBroker = false
 
     @Flag(help: """
+        Run the measured daemon inside this process instead of as a `distilld run` child (its RSS figures then \
+        include the benchmark's own feeder and baselines).
+        """)
+    var inProcessPipeline = false
+
+    @Flag(help: """
         Also run each monitor/full configuration's engine in this process on the same records without Kafka: \
         the engine's ceiling on one core, beside the same mode over the broker.
         """)
@@ -128,6 +134,7 @@ struct BenchCommand: AsyncParsableCommand {
         o.seed = seed
         o.broker = inProcessBroker ? .inProcess : .childProcess(executable: Self.executablePath)
         o.engineOnly = engineOnly
+        o.pipeline = inProcessPipeline ? .inProcess : .childProcess(executable: Self.executablePath)
         return o
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DistillDaemon
 
 /// The `distilld` command line: one thin file per subcommand.
 @main
@@ -11,4 +12,19 @@ struct Distilld: AsyncParsableCommand {
             BenchCommand.self,
         ]
     )
+
+    /// Applies the process-wide malloc settings, then runs the subcommand.
+    static func main() async {
+        MemoryTuning.apply()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

@@ -24,6 +24,14 @@ public struct BenchOptions: Sendable {
         case mlp
     }
 
+    /// Where the measured daemon runs (`monitor`, `full`).
+    public enum PipelinePlacement: Sendable, Equatable {
+        /// `DistillService` inside this process: its RSS then includes the benchmark's own (feeder, baselines).
+        case inProcess
+        /// `distilld run` (this executable) as a child process: RSS figures are the daemon's alone.
+        case childProcess(executable: String)
+    }
+
     /// Where the broker runs.
     public enum BrokerPlacement: Sendable, Equatable {
         /// librdkafka's mock cluster inside this process. Its stored data counts in this process's RSS.
@@ -80,6 +88,8 @@ public struct BenchOptions: Sendable {
     public var seed: UInt64 = 1
     /// Where the broker runs.
     public var broker: BrokerPlacement = .inProcess
+    /// Where the measured daemon runs.
+    public var pipeline: PipelinePlacement = .inProcess
     /// Also runs each `monitor`/`full` configuration's engine in this thread on the same records without Kafka
     /// (`EnginePhase`): the engine's ceiling on one core, beside the same mode over the broker.
     public var engineOnly = false

@@ -182,14 +182,20 @@ struct PipelinePhase {
             _ = try await producer.send(ProducerRecord(topic: topics.teachers, key: Array(key.utf8), value: value))
         }
         let feeder = BenchFeeder(producer: producer, stream: context.stream, topics: topics, format: run.format)
-        let tracker = ProbeTracker(partitions: o.partitions, rssEvery: o.rssEvery)
+        let daemon: any BenchDaemon
+        switch o.pipeline {
+        case .inProcess:
+            daemon = InProcessDaemon(config: config, logger: context.logger)
+        case .childProcess(let executable):
+            daemon = try ChildDaemon(executable: executable, yaml: configYAML(stateDirectory: stateDirectory),
+                                     directory: context.directory, name: "daemon-\(run.slug)")
+        }
+        let tracker = ProbeTracker(partitions: o.partitions, rssEvery: o.rssEvery, rss: { daemon.rssMegabytes })
         let preload = min(n, context.maxAhead)
         _ = await feeder.feed(.init(first: 0, count: preload, rate: nil, maxAhead: .max,
                                     probeEvery: Context.throughputProbeEvery, timed: false, endProbes: preload == n),
                               processed: { 0 })
 
-        BenchMemory.resetPeak()
-        let startRSS = Context.rssMegabytes
         let watcher = try KafkaConsumer(
             groupID: "bench-watch-\(UUID().uuidString.prefix(8))",
             properties: context.broker.properties.merging(KafkaProperties(context.consumerProperties)),
@@ -200,13 +206,8 @@ struct PipelinePhase {
         }
         try watcher.assign(starts)
         let state = LoopState()
-        let metrics = DistillMetrics()
-        let hooks = DistillServiceHooks(instance: "bench", onAssigned: { _ in state.markAssigned() })
-        let service = DistillService(config: config, logger: context.logger, hooks: hooks, metrics: metrics)
-        let group = ServiceGroup(configuration: .init(services: [service], logger: context.logger))
-        let serviceTask = Task {
-            do { try await group.run() } catch { state.fail(error) }
-        }
+        try daemon.start(assigned: { state.markAssigned() })
+        let startRSS = daemon.rssMegabytes
         let prefix = "bench.\(run.slug)."
         let deadLetter = topics.deadLetter
         let watch = Task {
@@ -236,7 +237,8 @@ struct PipelinePhase {
                           probeEvery: Context.throughputProbeEvery, timed: false, endProbes: true),
                     processed: { tracker.processed })
             }
-            try await waitUntil(what: "\(run)", progress: { tracker.processed }, failure: { state.failure }) {
+            try await waitUntil(what: "\(run)", progress: { tracker.processed },
+                                failure: { state.failure ?? daemon.failure }) {
                 tracker.completed(n) != nil
             }
             waited = await feed.value.waitedSeconds
@@ -248,7 +250,9 @@ struct PipelinePhase {
                 let started = DispatchTime.now().uptimeNanoseconds
                 let phase = Task { await feeder.feed(plan, processed: { tracker.processed }) }
                 try await waitUntil(what: "\(run) latency", progress: { tracker.processed },
-                                    failure: { state.failure }) { tracker.completed(n + plan.count) != nil }
+                                    failure: { state.failure ?? daemon.failure }) {
+                    tracker.completed(n + plan.count) != nil
+                }
                 _ = await phase.value
                 let phaseSeconds = Context.seconds(from: started, to: tracker.completed(n + plan.count)!)
                 let achieved = Double(plan.count) / phaseSeconds
@@ -258,31 +262,38 @@ struct PipelinePhase {
                         + "there has been processed)", rate: rate, achieved: achieved)
             }
         } catch {
-            await group.triggerGracefulShutdown()
-            await serviceTask.value
+            _ = try? await daemon.stop()
             state.stop()
             _ = try? await watch.value
             await watcher.close()
             await producer.close()
             throw error
         }
-        let peak = BenchMemory.peakBytes.map { Double($0) / 1e6 }
         tracker.finalRSS(samples: produced)
-        await group.triggerGracefulShutdown()
-        await serviceTask.value
+        let ingested: Int
+        do {
+            ingested = try await daemon.stop()
+        } catch {
+            state.stop()
+            _ = try? await watch.value
+            await watcher.close()
+            await producer.close()
+            throw BenchError.incomplete("\(run): \(error)")
+        }
+        // Read after the stop: the final checkpoint counts in the daemon's peak.
+        let peak = daemon.peakRSSMegabytes
         state.stop()
         try await watch.value
         await watcher.close()
         await producer.close()
         try? FileManager.default.removeItem(atPath: stateDirectory)
         if let failure = state.failure { throw BenchError.incomplete("\(run): the pipeline stopped: \(failure)") }
-        let text = metrics.render()
         let seconds = Context.seconds(from: state.assignedAt, to: tracker.completed(n)!)
         var outputs = tracker.outputs
         outputs["probes"] = nil
         return BenchReport.RunResult(
             name: run.description, produced: produced,
-            processed: Self.counter(text, "distilld_samples_total{outcome=\"ingested\"}"),
+            processed: ingested,
             samplesPerSecond: Double(n) / seconds, seconds: seconds, vsRawConsume: nil, vsJSONDecoder: nil,
             preloaded: preload == n, producerWaitedSeconds: waited, latency: latencyResult, startRSSMegabytes: startRSS,
             peakRSSMegabytes: peak, rss: tracker.rss, outputs: outputs, unexpectedDeadLetters: tracker.unexpected)

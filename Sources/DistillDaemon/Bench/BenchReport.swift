@@ -92,6 +92,9 @@ public struct BenchReport: Sendable, Codable {
         public var outputs: [String: Int]
         /// Records dead-lettered other than the benchmark's probes (should be 0).
         public var unexpectedDeadLetters: Int
+        /// Engine-only runs: the engine state's encoded size at the end, MB, in all and for its largest parts (what a
+        /// state checkpoint writes).
+        public var stateMegabytes: [String: Double]? = nil
     }
 
     /// An issue-6 target and whether it was met here.
@@ -173,6 +176,11 @@ public struct BenchReport: Sendable, Codable {
             }
             if let x = r.vsJSONFormat { detail += "; " + ratio(x) + " the same configuration on JSON records" }
             if r.unexpectedDeadLetters > 0 { detail += "; UNEXPECTED dead letters \(r.unexpectedDeadLetters)" }
+            if let state = r.stateMegabytes, let total = state["total"] {
+                detail += String(format: "; engine state %.1f MB (", total)
+                    + state.filter { $0.key != "total" }.sorted { $0.value > $1.value }
+                        .map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", ") + ")"
+            }
             lines.append(detail)
             if let l = r.latency {
                 lines.append("    latency: \(l.probes) probes at \(l.rate.grouped)/s (achieved "

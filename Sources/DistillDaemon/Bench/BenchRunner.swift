@@ -256,10 +256,13 @@ final class ProbeTracker: Sendable {
     private let state: Mutex<State>
     private let partitions: Int
     private let rssEvery: Int
+    /// The RSS recorded, MB: this process's, or the daemon's when it runs as a child.
+    private let rssSource: @Sendable () -> Double?
 
-    init(partitions: Int, rssEvery: Int) {
+    init(partitions: Int, rssEvery: Int, rss: @escaping @Sendable () -> Double? = { Context.rssMegabytes }) {
         self.partitions = partitions
         self.rssEvery = rssEvery
+        self.rssSource = rss
         state = Mutex(State(nextRSS: rssEvery))
     }
 
@@ -272,7 +275,7 @@ final class ProbeTracker: Sendable {
             s.processed = max(s.processed, count)
             return s.processed >= s.nextRSS
         }
-        guard due, let mb = Context.rssMegabytes else { return }
+        guard due, let mb = rssSource() else { return }
         state.withLock { s in
             while s.processed >= s.nextRSS { s.nextRSS += rssEvery }
             s.rss.append(.init(samples: s.processed, megabytes: mb))
@@ -304,7 +307,7 @@ final class ProbeTracker: Sendable {
 
     /// Appends a final RSS point.
     func finalRSS(samples: Int) {
-        guard let mb = Context.rssMegabytes else { return }
+        guard let mb = rssSource() else { return }
         state.withLock { $0.rss.append(.init(samples: samples, megabytes: mb)) }
     }
 

@@ -82,6 +82,13 @@ struct EnginePhase {
             first += count
         }
         let seconds = Double(nanos) / 1e9
+        // What the state checkpoint would hold now, and its largest parts.
+        let state = engine.state()
+        func megabytes<T: Encodable>(_ value: T) throws -> Double { Double(try StateBinaryEncoder().encode(value).count) / 1e6 }
+        let stateMegabytes = [
+            "total": try megabytes(state), "windows": try megabytes(state.windows),
+            "label join": try megabytes(state.labelJoin), "recent ids": try megabytes(state.recentIDs),
+        ]
         let ingested = engine.counters.samplesIngested
         guard ingested == o.samples else {
             throw BenchError.incomplete("\(run) engine-only: ingested \(ingested) of \(o.samples) samples "
@@ -92,6 +99,6 @@ struct EnginePhase {
             samplesPerSecond: Double(o.samples) / seconds, seconds: seconds, vsRawConsume: nil, vsJSONDecoder: nil,
             preloaded: true, producerWaitedSeconds: 0, latency: nil, startRSSMegabytes: startRSS,
             peakRSSMegabytes: BenchMemory.peakBytes.map { Double($0) / 1e6 }, rss: [],
-            outputs: ["engine outputs": outputs], unexpectedDeadLetters: 0)
+            outputs: ["engine outputs": outputs], unexpectedDeadLetters: 0, stateMegabytes: stateMegabytes)
     }
 }

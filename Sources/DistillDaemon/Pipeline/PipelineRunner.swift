@@ -143,6 +143,14 @@ final class PipelineRunner {
         await inputs.close()
         await registryConsumer.close()
         await producer.close()
+        // The engine's counters (over the state's whole life), once: `distilld bench` reads its child daemon's here.
+        let done = engine.counters
+        logger.info("distilld stopped", metadata: [
+            "samples_in": "\(done.samplesIn)", "samples_ingested": "\(done.samplesIngested)",
+            "dead_letters": "\(done.deadLetters.values.reduce(0, +))", "late_samples": "\(done.lateSamples)",
+            "duplicate_samples": "\(done.duplicateSamples)", "labels_joined": "\(done.labelsJoined)",
+            "windows_closed": "\(done.windowsClosed)", "alerts_emitted": "\(done.alertsEmitted)",
+            "student_updates": "\(done.studentUpdates)"])
         hooks.onStopped()
     }
 

@@ -29,9 +29,13 @@ enum StateBinary {
 
 /// Encodes a value in the ``StateBinary`` form.
 struct StateBinaryEncoder {
+    /// Bytes reserved up front. A checkpoint of tens of MB that grows by doubling holds two buffers at once and
+    /// touches up to twice its size; the caller passes the last size with some headroom.
+    var capacity = 1 << 16
+
     func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         let sink = StateBinarySink()
-        sink.bytes.reserveCapacity(1 << 16)
+        sink.bytes.reserveCapacity(max(capacity, 1 << 16))
         sink.bytes += StateBinary.magic
         try sink.encodeValue(value, codingPath: [])
         let table = UInt64(sink.bytes.count)

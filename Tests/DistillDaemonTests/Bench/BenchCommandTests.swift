@@ -115,6 +115,26 @@ struct BenchCommandTests {
         #expect(report.table.contains("monitor engine-only"))
     }
 
+    @Test("the daemon as a `distilld run` child: every sample ingested, RSS read from the child's /proc entry")
+    func childDaemon() async throws {
+        let binary = try #require(distilldBinary(), "build the distilld executable first (`swift build`)")
+        var logger = Logger(label: "bench-test")
+        logger.logLevel = .error
+        var options = Self.options([.monitor])
+        options.pipeline = .childProcess(executable: binary.path)
+        let report = try await BenchRunner(options: options, logger: logger).run()
+        let monitor = try #require(report.runs.first)
+        #expect(monitor.name == "monitor")
+        // The child's own counter, from its "distilld stopped" log line, includes the latency phase's samples.
+        #expect(monitor.processed == monitor.produced && monitor.produced > 1_500)
+        #expect(monitor.unexpectedDeadLetters == 0 && (monitor.outputs["windows"] ?? 0) > 0)
+        let peak = try #require(monitor.peakRSSMegabytes)
+        let last = try #require(monitor.rss.last?.megabytes)
+        // The child's figures, not this process's: a daemon is at least a few MB, and never above its own peak.
+        #expect(peak > 5 && last > 5 && last <= peak)
+        #expect(try #require(monitor.latency).probes > 0)
+    }
+
     @Test("options out of range are refused with the option's name")
     func validation() {
         var o = Self.options([.monitor])

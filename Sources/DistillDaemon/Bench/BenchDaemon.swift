@@ -1,0 +1,205 @@
+import Dispatch
+import Foundation
+import Logging
+import ServiceLifecycle
+
+// MARK: - BenchDaemon
+
+/// The daemon a pipeline phase measures: `DistillService` inside the benchmark's process, or `distilld run` as a child
+/// process (the default of the command line), whose RSS is then the daemon's own: the feeder, the baselines and the
+/// synthetic stream's pools stay out of it.
+protocol BenchDaemon: Sendable {
+    /// Starts it; `assigned` is called (once or more) when it is assigned its input partitions.
+    func start(assigned: @escaping @Sendable () -> Void) throws
+    /// Why it stopped on its own, if it did.
+    var failure: (any Error)? { get }
+    /// Its RSS now, MB.
+    var rssMegabytes: Double? { get }
+    /// Its peak RSS since `start`, MB.
+    var peakRSSMegabytes: Double? { get }
+    /// Stops it gracefully (final checkpoint included) and returns the samples it ingested.
+    func stop() async throws -> Int
+}
+
+/// `DistillService` in a `ServiceGroup` of this process.
+final class InProcessDaemon: BenchDaemon, @unchecked Sendable {
+    // `@unchecked Sendable`: `group` and `task` are set once in `start` and read in `stop`, both called by the phase
+    // in order from one task; `error` is behind a mutex.
+    private let config: DistillConfig
+    private let logger: Logger
+    private let metrics = DistillMetrics()
+    private var group: ServiceGroup?
+    private var task: Task<Void, Never>?
+    private let error = Locked<String?>(nil)
+
+    init(config: DistillConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+    }
+
+    func start(assigned: @escaping @Sendable () -> Void) throws {
+        BenchMemory.resetPeak()
+        let hooks = DistillServiceHooks(instance: "bench", onAssigned: { _ in assigned() })
+        let service = DistillService(config: config, logger: logger, hooks: hooks, metrics: metrics)
+        let group = ServiceGroup(configuration: .init(services: [service], logger: logger))
+        let error = self.error
+        self.group = group
+        task = Task {
+            do { try await group.run() } catch let e { error.withLock { $0 = $0 ?? "\(e)" } }
+        }
+    }
+
+    var failure: (any Error)? { error.withLock { $0 }.map { BenchError.incomplete("the pipeline stopped: \($0)") } }
+    var rssMegabytes: Double? { Context.rssMegabytes }
+    var peakRSSMegabytes: Double? { BenchMemory.peakBytes.map { Double($0) / 1e6 } }
+
+    func stop() async throws -> Int {
+        await group?.triggerGracefulShutdown()
+        await task?.value
+        if let failure { throw failure }
+        return PipelinePhase.counter(metrics.render(), "distilld_samples_total{outcome=\"ingested\"}")
+    }
+}
+
+/// `distilld run --config <file>` as a child process, logging JSON to a file the benchmark reads: the assignment, and
+/// at the end the counters of the "distilld stopped" line. Its RSS is sampled from `/proc/<pid>/status` every 20 ms.
+final class ChildDaemon: BenchDaemon, @unchecked Sendable {
+    // `@unchecked Sendable`: `process` and `watcher` are set once in `start`; the sampled figures are behind a mutex.
+    private let executable: String
+    private let configPath: String
+    private let logPath: String
+    private var process: Process?
+    private var watcher: Thread?
+    private struct Sampled: Sendable {
+        var peak = 0
+        var current = 0
+        var assigned = false
+        var logOffset: UInt64 = 0
+        var pending = ""
+        var stopped: [String: String]?
+        var stopWatching = false
+    }
+    private let sampled = Locked(Sampled())
+
+    /// Writes `yaml` next to the log in `directory`.
+    init(executable: String, yaml: String, directory: String, name: String) throws {
+        self.executable = executable
+        configPath = (directory as NSString).appendingPathComponent("\(name).yaml")
+        logPath = (directory as NSString).appendingPathComponent("\(name).log")
+        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    func start(assigned: @escaping @Sendable () -> Void) throws {
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["run", "--config", configPath, "--log-format", "json", "--log-level", "info"]
+        process.standardOutput = log
+        process.standardError = log
+        do {
+            try process.run()
+        } catch {
+            throw BenchError.incomplete("cannot start `\(executable) run`: \(error)")
+        }
+        self.process = process
+        let pid = process.processIdentifier
+        let sampled = self.sampled
+        let logPath = self.logPath
+        let thread = Thread {
+            while !sampled.withLock({ $0.stopWatching }) {
+                let rss = BenchMemory.resident(of: pid)
+                let lines = Self.newLines(logPath, sampled)
+                var announce = false
+                sampled.withLock { s in
+                    if let rss {
+                        s.current = rss.current
+                        s.peak = max(s.peak, rss.peak)
+                    }
+                    for line in lines {
+                        switch line["message"] {
+                        case "partitions assigned"?:
+                            if !s.assigned { announce = true }
+                            s.assigned = true
+                        case "distilld stopped"?:
+                            s.stopped = line
+                        default:
+                            break
+                        }
+                    }
+                }
+                if announce { assigned() }
+                usleep(20_000)
+            }
+        }
+        thread.name = "bench-daemon-watch"
+        watcher = thread
+        thread.start()
+    }
+
+    /// Complete JSON log lines written since the last call.
+    private static func newLines(_ path: String, _ sampled: Locked<Sampled>) -> [[String: String]] {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return [] }
+        defer { try? handle.close() }
+        let offset = sampled.withLock { $0.logOffset }
+        guard (try? handle.seek(toOffset: offset)) != nil, let data = try? handle.readToEnd(), !data.isEmpty else {
+            return []
+        }
+        return sampled.withLock { s in
+            s.logOffset = offset + UInt64(data.count)
+            var text = s.pending + String(decoding: data, as: UTF8.self)
+            var lines: [[String: String]] = []
+            while let newline = text.firstIndex(of: "\n") {
+                let line = text[..<newline]
+                // Every value of a JSON log line is a string (`JSONLogHandler`).
+                if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String] {
+                    lines.append(object)
+                }
+                text = String(text[text.index(after: newline)...])
+            }
+            s.pending = text
+            return lines
+        }
+    }
+
+    var failure: (any Error)? {
+        guard let process, !process.isRunning else { return nil }
+        return BenchError.incomplete("`distilld run` exited with status \(process.terminationStatus) before the "
+                                     + "benchmark stopped it; its log: \(logPath)")
+    }
+
+    var rssMegabytes: Double? {
+        let mb = sampled.withLock { Double($0.current) / 1e6 }
+        return mb > 0 ? mb : nil
+    }
+
+    var peakRSSMegabytes: Double? {
+        let mb = sampled.withLock { Double($0.peak) / 1e6 }
+        return mb > 0 ? mb : nil
+    }
+
+    func stop() async throws -> Int {
+        guard let process else { return 0 }
+        if let failure { throw failure }
+        process.terminate()
+        let deadline = ContinuousClock.now + .seconds(120)
+        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            throw BenchError.incomplete("`distilld run` did not stop within 120 s of SIGTERM; its log: \(logPath)")
+        }
+        // The watcher reads the log's last lines, then stops.
+        try? await Task.sleep(for: .milliseconds(60))
+        let lines = Self.newLines(logPath, sampled)
+        let stopped = sampled.withLock { s -> [String: String]? in
+            s.stopWatching = true
+            return lines.last { $0["message"] == "distilld stopped" } ?? s.stopped
+        }
+        guard process.terminationStatus == 0, let stopped, let ingested = stopped["samples_ingested"].flatMap({ Int($0) })
+        else {
+            throw BenchError.incomplete("`distilld run` exited with status \(process.terminationStatus) without its "
+                                        + "final counters; its log: \(logPath)")
+        }
+        return ingested
+    }
+}
