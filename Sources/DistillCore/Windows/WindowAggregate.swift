@@ -60,3 +60,26 @@ public enum IngestOutcome: Sendable, Equatable, Codable {
     /// The sample's event time is below the watermark; it was counted as late and not folded in.
     case late
 }
+
+// MARK: - Leaf groups
+
+extension ClosedWindow where Key == DistillGroupKey, Aggregate == DistillPaneStats {
+    /// The window with every leaf group replaced by the groups it fans out to (``DistillGroupKey/fanOut``): pooled,
+    /// per student, per slice, per student and slice. Each group is the sum of its leaves (and of any non-leaf entry
+    /// under the same key, e.g. from a checkpoint written before leaves), added in the order of the keys' text, so
+    /// the figures are the same on every run: counts exactly those of ingesting into every group, sums up to
+    /// summation order.
+    public func expandingLeaves() -> ClosedWindow {
+        guard groups.keys.contains(where: \.isLeaf) else { return self }
+        var out: [DistillGroupKey: DistillPaneStats] = [:]
+        for key in groups.keys.sorted(by: { $0.description < $1.description }) {
+            let stats = groups[key]!
+            for target in key.fanOut {
+                if out[target] == nil { out[target] = stats } else { out[target]!.merge(stats) }
+            }
+        }
+        var window = self
+        window.groups = out
+        return window
+    }
+}

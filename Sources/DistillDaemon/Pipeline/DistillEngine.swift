@@ -377,7 +377,8 @@ public final class DistillEngine {
         }
         let closed = windows.closeReady()
         var out: [EngineOutput] = []
-        for window in closed.statistics {
+        for leaves in closed.statistics {
+            let window = leaves.expandingLeaves()
             counters.windowsClosed += 1
             let reports = evaluator.report(window: window)
             out.append(.windowClosed(window, reports: reports))
@@ -436,9 +437,11 @@ public final class DistillEngine {
                                      slice: sample.slice)
         if let cached = groupCache[cacheKey] { return cached }
         if groupCache.count >= Self.groupCacheLimit { groupCache.removeAll() }
-        var groups = DistillGroupKey.standardGroups(
+        // One leaf per sample: a closed window fans it out to the pooled, per-student, per-slice and per-student-and-
+        // slice groups (`expandingLeaves`), so each pane keeps and updates one group instead of four.
+        var groups = [DistillGroupKey.leaf(
             newTeacher: newTeacher, oldTeacher: oldTeacher, pairedTeacher: nil, student: sample.studentVersion,
-            slice: sample.slice)
+            slice: sample.slice)]
         if distiller != nil {
             groups.append(DistillGroupKey(newTeacher: newTeacher, oldTeacher: oldTeacher,
                                           student: Self.onlineStudentVersion))
