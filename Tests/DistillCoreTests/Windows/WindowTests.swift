@@ -156,6 +156,75 @@ struct WindowTests {
                                                   CalibrationKey(version: "s1", role: .student)])
     }
 
+    @Test("leaf groups fanned out at close equal ingesting every sample into each of its standard groups")
+    func leafFanOutEqualsDirectGroups() throws {
+        var rng = SeededRandom(seed: 21)
+        let c = 4
+        let config = DistillStatisticsConfig(classes: c, replicates: 16, windows: [
+            .eventTime("w", size: 10_000, slide: 2_500, grace: 500),
+        ])
+        var leaves = DistillWindowSet(config: config)
+        var direct = DistillWindowSet(config: config)
+        var fromLeaves: [DistillWindow] = []
+        var fromDirect: [DistillWindow] = []
+        // Students and slices, each sometimes absent: a sample without one belongs to no per-student (per-slice) group.
+        let students: [String?] = ["s1", "s2", nil]
+        let slices: [String?] = ["a", "b", "c", nil]
+        for i in 0..<4000 {
+            let ts = Int64(i * 10) + Int64(rng.int(400))
+            let student = students[rng.int(students.count)]
+            let s = randomSample(id: i, ts: ts, classes: c, rng: &rng, student: student,
+                                 slice: slices[rng.int(slices.count)])
+            let leaf = DistillGroupKey.leaf(newTeacher: "t-new", oldTeacher: "t-old", pairedTeacher: nil,
+                                            student: s.studentVersion, slice: s.slice)
+            let standard = DistillGroupKey.standardGroups(newTeacher: "t-new", oldTeacher: "t-old", pairedTeacher: nil,
+                                                          student: s.studentVersion, slice: s.slice)
+            #expect(Set(leaf.fanOut) == Set(standard))
+            leaves.ingest(s, groups: [leaf], partition: Int32(i % 3))
+            direct.ingest(s, groups: standard, partition: Int32(i % 3))
+            fromLeaves += leaves.closeReady().statistics.map { $0.expandingLeaves() }
+            fromDirect += direct.closeReady().statistics
+        }
+        #expect(fromLeaves.count >= 10 && fromLeaves.count == fromDirect.count)
+        var compared = 0
+        for (a, b) in zip(fromLeaves, fromDirect) {
+            #expect(a.end == b.end && a.samples == b.samples)
+            #expect(Set(a.groups.keys) == Set(b.groups.keys), "the same groups, none a leaf")
+            #expect(a.groups.keys.allSatisfy { !$0.isLeaf })
+            for (key, expected) in b.groups {
+                let got = try #require(a.groups[key])
+                for j in expected.sums.values.indices {
+                    // Counts are integers and add exactly; real sums differ only by summation order.
+                    #expect(got.sums.values[j].isApproximatelyEqual(to: expected.sums.values[j],
+                                                                     absoluteTolerance: 1e-9),
+                            "\(key) column-row \(j)")
+                }
+                compared += 1
+            }
+        }
+        // Pooled, 2 students, 3 slices and up to 6 student-slice pairs per window.
+        #expect(compared >= fromLeaves.count * 10)
+    }
+
+    @Test("a window holding both leaves and a non-leaf entry under one of their groups adds them up")
+    func leafFanOutAddsExistingEntries() throws {
+        var rng = SeededRandom(seed: 5)
+        let pooled = DistillGroupKey(newTeacher: "t-new", oldTeacher: "t-old")
+        let leaf = DistillGroupKey.leaf(newTeacher: "t-new", oldTeacher: "t-old", pairedTeacher: nil, student: "s1",
+                                        slice: nil)
+        var a = DistillPaneStats(classes: 3, replicates: 4), b = DistillPaneStats(classes: 3, replicates: 4)
+        let x = randomSample(id: 1, ts: 0, classes: 3, rng: &rng), y = randomSample(id: 2, ts: 0, classes: 3, rng: &rng)
+        a.add(x, key: pooled, weights: BootstrapWeights(replicates: 4, id: x.id))
+        b.add(y, key: leaf, weights: BootstrapWeights(replicates: 4, id: y.id))
+        let window = DistillWindow(name: "w", start: 0, end: 1, samples: 2, lateSamples: 0, firstSequence: nil,
+                                   groups: [pooled: a, leaf: b]).expandingLeaves()
+        var both = a
+        both.merge(b)
+        #expect(window.groups[pooled] == both)
+        #expect(window.groups[DistillGroupKey(newTeacher: "t-new", oldTeacher: "t-old", student: "s1")] == b)
+        #expect(window.groups.count == 2)
+    }
+
     @Test("checkpoint round trip: a set restored from JSON continues identically")
     func checkpointRoundTrip() throws {
         var rng = SeededRandom(seed: 4)
