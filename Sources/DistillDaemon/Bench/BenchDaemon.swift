@@ -17,8 +17,9 @@ protocol BenchDaemon: Sendable {
     var rssMegabytes: Double? { get }
     /// Its peak RSS since `start`, MB.
     var peakRSSMegabytes: Double? { get }
-    /// Stops it gracefully (final checkpoint included) and returns the samples it ingested.
-    func stop() async throws -> Int
+    /// Stops it gracefully (final checkpoint included) and returns its sample counters: `ingested`, `late`,
+    /// `duplicate`, `dead letters` (the probes' included).
+    func stop() async throws -> [String: Int]
 }
 
 /// `DistillService` in a `ServiceGroup` of this process.
@@ -53,11 +54,16 @@ final class InProcessDaemon: BenchDaemon, @unchecked Sendable {
     var rssMegabytes: Double? { Context.rssMegabytes }
     var peakRSSMegabytes: Double? { BenchMemory.peakBytes.map { Double($0) / 1e6 } }
 
-    func stop() async throws -> Int {
+    func stop() async throws -> [String: Int] {
         await group?.triggerGracefulShutdown()
         await task?.value
         if let failure { throw failure }
-        return PipelinePhase.counter(metrics.render(), "distilld_samples_total{outcome=\"ingested\"}")
+        let text = metrics.render()
+        func samples(_ outcome: String) -> Int {
+            PipelinePhase.counter(text, "distilld_samples_total{outcome=\"\(outcome)\"}")
+        }
+        return ["ingested": samples("ingested"), "late": samples("late"), "duplicate": samples("duplicate"),
+                "dead letters": samples("dead_letter")]
     }
 }
 
@@ -178,8 +184,8 @@ final class ChildDaemon: BenchDaemon, @unchecked Sendable {
         return mb > 0 ? mb : nil
     }
 
-    func stop() async throws -> Int {
-        guard let process else { return 0 }
+    func stop() async throws -> [String: Int] {
+        guard let process else { return [:] }
         if let failure { throw failure }
         process.terminate()
         let deadline = ContinuousClock.now + .seconds(120)
@@ -195,11 +201,13 @@ final class ChildDaemon: BenchDaemon, @unchecked Sendable {
             s.stopWatching = true
             return lines.last { $0["message"] == "distilld stopped" } ?? s.stopped
         }
-        guard process.terminationStatus == 0, let stopped, let ingested = stopped["samples_ingested"].flatMap({ Int($0) })
+        guard process.terminationStatus == 0, let stopped, stopped["samples_ingested"].flatMap({ Int($0) }) != nil
         else {
             throw BenchError.incomplete("`distilld run` exited with status \(process.terminationStatus) without its "
                                         + "final counters; its log: \(logPath)")
         }
-        return ingested
+        let names = ["ingested": "samples_ingested", "late": "late_samples", "duplicate": "duplicate_samples",
+                     "dead letters": "dead_letters"]
+        return names.compactMapValues { stopped[$0].flatMap { Int($0) } }
     }
 }

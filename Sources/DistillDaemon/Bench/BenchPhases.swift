@@ -50,7 +50,7 @@ struct ConsumePhase {
                 rest == 0 ? BenchFeeder.Outcome() : await feeder.feed(
                     .init(first: preload, count: rest, rate: nil, maxAhead: context.maxAhead,
                           probeEvery: Context.throughputProbeEvery, timed: false, endProbes: true),
-                    processed: { tracker.processed })
+                    processed: { tracker.processedEverywhere })
             }
             try await waitUntil(what: name, progress: { tracker.processed }, failure: { state.failure }) {
                 tracker.completed(n) != nil
@@ -62,7 +62,7 @@ struct ConsumePhase {
                 let plan = context.latencyPlan(first: n, rate: rate)
                 produced += plan.count
                 let started = DispatchTime.now().uptimeNanoseconds
-                let phase = Task { await feeder.feed(plan, processed: { tracker.processed }) }
+                let phase = Task { await feeder.feed(plan, processed: { tracker.processedEverywhere }) }
                 try await waitUntil(what: "\(name) latency", progress: { tracker.processed },
                                     failure: { state.failure }) { tracker.completed(n + plan.count) != nil }
                 _ = await phase.value
@@ -110,7 +110,7 @@ struct ConsumePhase {
                     case .message(let m):
                         if BenchProbe.looksLikeProbe(m.value) {
                             state.publish(samples: samples, decoded: decoded)
-                            tracker.processed(atLeast: samples)
+                            tracker.counted(samples)
                             if let probe = BenchProbe(m.value) {
                                 tracker.saw(probe, at: DispatchTime.now().uptimeNanoseconds)
                             }
@@ -128,7 +128,7 @@ struct ConsumePhase {
                     }
                 }
                 state.publish(samples: samples, decoded: decoded)
-                tracker.processed(atLeast: samples)
+                tracker.counted(samples)
             }
         } catch {
             state.fail(error)
@@ -235,7 +235,7 @@ struct PipelinePhase {
                 rest == 0 ? BenchFeeder.Outcome() : await feeder.feed(
                     .init(first: preload, count: rest, rate: nil, maxAhead: context.maxAhead,
                           probeEvery: Context.throughputProbeEvery, timed: false, endProbes: true),
-                    processed: { tracker.processed })
+                    processed: { tracker.processedEverywhere })
             }
             try await waitUntil(what: "\(run)", progress: { tracker.processed },
                                 failure: { state.failure ?? daemon.failure }) {
@@ -248,7 +248,7 @@ struct PipelinePhase {
                 let plan = context.latencyPlan(first: n, rate: rate)
                 produced += plan.count
                 let started = DispatchTime.now().uptimeNanoseconds
-                let phase = Task { await feeder.feed(plan, processed: { tracker.processed }) }
+                let phase = Task { await feeder.feed(plan, processed: { tracker.processedEverywhere }) }
                 try await waitUntil(what: "\(run) latency", progress: { tracker.processed },
                                     failure: { state.failure ?? daemon.failure }) {
                     tracker.completed(n + plan.count) != nil
@@ -270,9 +270,9 @@ struct PipelinePhase {
             throw error
         }
         tracker.finalRSS(samples: produced)
-        let ingested: Int
+        let counters: [String: Int]
         do {
-            ingested = try await daemon.stop()
+            counters = try await daemon.stop()
         } catch {
             state.stop()
             _ = try? await watch.value
@@ -293,10 +293,11 @@ struct PipelinePhase {
         outputs["probes"] = nil
         return BenchReport.RunResult(
             name: run.description, produced: produced,
-            processed: ingested,
+            processed: counters["ingested"] ?? 0,
             samplesPerSecond: Double(n) / seconds, seconds: seconds, vsRawConsume: nil, vsJSONDecoder: nil,
             preloaded: preload == n, producerWaitedSeconds: waited, latency: latencyResult, startRSSMegabytes: startRSS,
-            peakRSSMegabytes: peak, rss: tracker.rss, outputs: outputs, unexpectedDeadLetters: tracker.unexpected)
+            peakRSSMegabytes: peak, rss: tracker.rss, outputs: outputs, unexpectedDeadLetters: tracker.unexpected,
+            daemonCounters: counters)
     }
 
     /// The value of one series in Prometheus text, 0 when absent.

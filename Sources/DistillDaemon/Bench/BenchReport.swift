@@ -95,6 +95,9 @@ public struct BenchReport: Sendable, Codable {
         /// Engine-only runs: the engine state's encoded size at the end, MB, in all and for its largest parts (what a
         /// state checkpoint writes).
         public var stateMegabytes: [String: Double]? = nil
+        /// Pipeline runs: the daemon's own sample counters at its stop (`ingested`, `late`, `duplicate`, `dead
+        /// letters`, the probes' included), which tell where samples that were produced but not processed went.
+        public var daemonCounters: [String: Int]? = nil
     }
 
     /// An issue-6 target and whether it was met here.
@@ -176,6 +179,12 @@ public struct BenchReport: Sendable, Codable {
             }
             if let x = r.vsJSONFormat { detail += "; " + ratio(x) + " the same configuration on JSON records" }
             if r.unexpectedDeadLetters > 0 { detail += "; UNEXPECTED dead letters \(r.unexpectedDeadLetters)" }
+            if r.processed < r.produced {
+                let c = r.daemonCounters ?? [:]
+                detail += "; NOT PROCESSED \((r.produced - r.processed).grouped): late \((c["late"] ?? 0).grouped), "
+                    + "duplicate \((c["duplicate"] ?? 0).grouped), the rest never read (dropped by the broker's "
+                    + "retention before the pipeline read them)"
+            }
             if let state = r.stateMegabytes, let total = state["total"] {
                 detail += String(format: "; engine state %.1f MB (", total)
                     + state.filter { $0.key != "total" }.sorted { $0.value > $1.value }

@@ -247,6 +247,10 @@ final class ProbeTracker: Sendable {
         var ends: [Int: Set<Int32>] = [:]
         var endTime: [Int: UInt64] = [:]
         var processed = 0
+        /// Per partition, the samples produced before its latest probe seen (all of that partition's are processed).
+        var partitionFloor: [Int32: Int] = [:]
+        /// Samples counted one by one (a consume loop), all partitions together.
+        var counted = 0
         var nextRSS: Int
         var rss: [BenchReport.RSSPoint] = []
         var unexpected = 0
@@ -266,8 +270,25 @@ final class ProbeTracker: Sendable {
         state = Mutex(State(nextRSS: rssEvery))
     }
 
-    /// Samples known to be processed (from probes, or counted exactly by a consume loop).
+    /// Samples processed as far as known (from probes, or counted exactly by a consume loop). A probe vouches only
+    /// for its own partition, so this may run ahead of partitions that lag (progress and completion use it).
     var processed: Int { state.withLock { $0.processed } }
+
+    /// Samples known to be processed in every partition: the exact count, or else the probes of the partition that
+    /// lags most. The feeder's flow control uses it: a partition left behind under a backlog would otherwise be fed
+    /// past the embedded broker's retention, which drops its oldest records unread.
+    var processedEverywhere: Int {
+        state.withLock { s in
+            let probed = s.partitionFloor.count == partitions ? s.partitionFloor.values.min() ?? 0 : 0
+            return max(s.counted, probed)
+        }
+    }
+
+    /// Notes an exact count of samples processed over all partitions.
+    func counted(_ count: Int) {
+        state.withLock { $0.counted = max($0.counted, count) }
+        processed(atLeast: count)
+    }
 
     /// Notes that `count` samples have been processed (RSS is recorded at each `rssEvery`).
     func processed(atLeast count: Int) {
@@ -286,6 +307,9 @@ final class ProbeTracker: Sendable {
     func saw(_ probe: BenchProbe, at now: UInt64) {
         state.withLock { s in
             if probe.timed && now >= probe.sentNanos { _ = s.histogram.record((now - probe.sentNanos) / 1000) }
+            if !probe.isEnd {
+                s.partitionFloor[probe.partition] = max(s.partitionFloor[probe.partition] ?? 0, probe.producedBefore)
+            }
             if probe.isEnd {
                 s.ends[probe.producedBefore, default: []].insert(probe.partition)
                 if s.ends[probe.producedBefore]!.count == partitions { s.endTime[probe.producedBefore] = now }
