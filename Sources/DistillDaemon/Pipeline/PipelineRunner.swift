@@ -49,6 +49,10 @@ final class PipelineRunner {
     private var idle: Set<Int32> = []
     /// A partition silent this long stops holding the event-time watermark back.
     static let idleAfter: Duration = .seconds(3)
+    /// Records (and events) asked of the consumer per poll; a poll that fills it means the input is backlogged.
+    static let batchSize = 2048
+    /// When a poll last returned a full batch.
+    private var lastFullBatch: ContinuousClock.Instant?
     /// How often consumer lag is measured (metrics and idleness).
     static let lagEvery: Duration = .seconds(1)
     /// Next offset per input partition, as covered by the engine's state.
@@ -161,7 +165,8 @@ final class PipelineRunner {
             try publish(engine.handleTeacher(message.value, key: message.key, at: position(of: message)))
             try scaleOut?.teacher(message)
         }
-        let batch = try await inputs.poll(maxMessages: 2048, timeout: .milliseconds(100))
+        let batch = try await inputs.poll(maxMessages: Self.batchSize, timeout: .milliseconds(100))
+        if batch.events.count >= Self.batchSize { lastFullBatch = ContinuousClock.now }
         let revokedLater = scaleOut == nil ? [] : Self.revokedLater(batch.events)
         for (index, event) in batch.events.enumerated() {
             switch event {
@@ -213,7 +218,11 @@ final class PipelineRunner {
         // state stops, not at the group's committed offset, which may lag behind it.
         if !batch.events.isEmpty { inputs.setStartOffsets(positions) }
         let report = lagReport.withLock { $0 }
-        for (p, seen) in lastData where ContinuousClock.now - seen >= Self.idleAfter {
+        // Behind on input (a full batch in the last `idleAfter`), quiet is no evidence of idleness at all: librdkafka
+        // stops fetching while its queue is full of other partitions' records, so a partition can go unread, and its
+        // cached high watermark stale, for seconds while its broker holds data (the overload test's late samples).
+        let backlogged = lastFullBatch.map { ContinuousClock.now - $0 < Self.idleAfter } ?? false
+        for (p, seen) in lastData where !backlogged && ContinuousClock.now - seen >= Self.idleAfter {
             // Quiet is not idle while the partition still has a backlog: fetches may be serving other partitions
             // first (a restart with a large backlog), and releasing the watermark would make its samples late. Idle
             // needs a lag report taken after the partition went quiet that says it has nothing left.
