@@ -71,6 +71,9 @@ final class BenchFeeder: Sendable {
         }
     }
 
+    /// A late label follows its sample this many samples later (the engine-only phase schedules them alike).
+    static let lateLabelDelay = 64
+
     private func run(_ plan: Plan, processed: () -> Int) -> Outcome {
         var outcome = Outcome()
         let partitions = topics.partitions
@@ -100,7 +103,7 @@ final class BenchFeeder: Sendable {
             send(ProducerRecord(topic: topics.samples, partition: partition, key: SyntheticStream.key(i),
                                 value: buffer))
             outcome.samples += 1
-            if case .late(let label) = fate { pending.append((j + 64, i, label)) }
+            if case .late(let label) = fate { pending.append((j + Self.lateLabelDelay, i, label)) }
             while head < pending.count, pending[head].due <= j {
                 sendLabel(pending[head].index, pending[head].label)
                 outcome.labels += 1

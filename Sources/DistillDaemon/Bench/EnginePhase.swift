@@ -47,15 +47,10 @@ struct EnginePhase {
                 buffer.removeAll(keepingCapacity: true)
                 let fate = context.stream.sample(i, format: run.format, into: &buffer)
                 records.append((i, buffer, false))
-                if case .late(let label) = fate { pending.append((i + 64, i, label)) }
-                while head < pending.count, pending[head].due <= i {
-                    records.append((pending[head].index, context.stream.lateLabel(
-                        pending[head].index, label: pending[head].label, format: run.format), true))
-                    head += 1
-                }
-            }
-            if first + count == o.samples {
-                while head < pending.count {
+                if case .late(let label) = fate { pending.append((i + BenchFeeder.lateLabelDelay, i, label)) }
+                // After the last sample, every label still pending is due.
+                let last = i == o.samples - 1
+                while head < pending.count, last || pending[head].due <= i {
                     records.append((pending[head].index, context.stream.lateLabel(
                         pending[head].index, label: pending[head].label, format: run.format), true))
                     head += 1
