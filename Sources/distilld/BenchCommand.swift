@@ -104,6 +104,18 @@ struct BenchCommand: AsyncParsableCommand {
         """)
     var engineOnly = false
 
+    @Flag(help: """
+        Run only the engine of each monitor/full configuration on the generated records, without a broker, \
+        baselines over Kafka or a daemon (the JSONDecoder baseline still runs).
+        """)
+    var engineAlone = false
+
+    @Flag(name: .customLong("no-pin"), help: """
+        Do not pin: by default the measured `distilld run` child gets the last CPU to itself from the first \
+        monitor/full phase on, and the benchmark and the broker the others (baselines and decode run unpinned).
+        """)
+    var noPin = false
+
     @Flag(help: "Print the report as JSON on stdout (progress still goes to stderr).")
     var json = false
 
@@ -133,7 +145,9 @@ struct BenchCommand: AsyncParsableCommand {
         o.stateIntervalSeconds = stateInterval
         o.seed = seed
         o.broker = inProcessBroker ? .inProcess : .childProcess(executable: Self.executablePath)
-        o.engineOnly = engineOnly
+        o.engineOnly = engineOnly || engineAlone
+        o.engineAlone = engineAlone
+        o.pinPipeline = !noPin
         o.pipeline = inProcessPipeline ? .inProcess : .childProcess(executable: Self.executablePath)
         return o
     }

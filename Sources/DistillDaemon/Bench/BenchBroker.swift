@@ -65,6 +65,9 @@ final class BenchBroker: @unchecked Sendable {
     var properties: KafkaProperties { KafkaProperties(["bootstrap.servers": bootstrapServers]) }
 
     /// Stops the child process (SIGTERM, then waits for it).
+    /// The child process's pid (nil in process).
+    var pid: Int32? { child?.processIdentifier }
+
     func stop() {
         guard let child, child.isRunning else { return }
         child.terminate()

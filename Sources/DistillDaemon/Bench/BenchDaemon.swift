@@ -72,6 +72,8 @@ final class InProcessDaemon: BenchDaemon, @unchecked Sendable {
 final class ChildDaemon: BenchDaemon, @unchecked Sendable {
     // `@unchecked Sendable`: `process` and `watcher` are set once in `start`; the sampled figures are behind a mutex.
     private let executable: String
+    /// Runs it on a CPU of its own when set.
+    private let affinity: BenchAffinity?
     private let configPath: String
     private let logPath: String
     private var process: Process?
@@ -88,8 +90,9 @@ final class ChildDaemon: BenchDaemon, @unchecked Sendable {
     private let sampled = Locked(Sampled())
 
     /// Writes `yaml` next to the log in `directory`.
-    init(executable: String, yaml: String, directory: String, name: String) throws {
+    init(executable: String, yaml: String, directory: String, name: String, affinity: BenchAffinity? = nil) throws {
         self.executable = executable
+        self.affinity = affinity
         configPath = (directory as NSString).appendingPathComponent("\(name).yaml")
         logPath = (directory as NSString).appendingPathComponent("\(name).log")
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
@@ -99,8 +102,11 @@ final class ChildDaemon: BenchDaemon, @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["run", "--config", configPath, "--log-format", "json", "--log-level", "info"]
+        let arguments = ["run", "--config", configPath, "--log-format", "json", "--log-level", "info"]
+        // taskset sets the CPU and execs the daemon: the pid stays the daemon's (RSS, signals).
+        let (command, commandArguments) = affinity?.pipelineCommand(executable, arguments) ?? (executable, arguments)
+        process.executableURL = URL(fileURLWithPath: command)
+        process.arguments = commandArguments
         process.standardOutput = log
         process.standardError = log
         do {

@@ -93,6 +93,14 @@ public struct BenchOptions: Sendable {
     /// Also runs each `monitor`/`full` configuration's engine in this thread on the same records without Kafka
     /// (`EnginePhase`): the engine's ceiling on one core, beside the same mode over the broker.
     public var engineOnly = false
+    /// Runs only the engine phases (`EnginePhase`) of the `monitor`/`full` configurations: no broker, no baselines over
+    /// Kafka, no daemon. For sizing the engine alone, and for instruction counts under `valgrind --tool=callgrind`,
+    /// which the broker and the feeder would drown.
+    public var engineAlone = false
+    /// Runs the measured `distilld run` child on a CPU of its own and the benchmark and the broker on the others
+    /// (`BenchAffinity`), from the first `monitor`/`full` phase on: the "one core for the pipeline". It moves
+    /// every thread of this process, so it is off here (tests and other embedders) and on by default in the CLI.
+    public var pinPipeline = false
     /// Directory for the pipeline's state checkpoints and the broker's files (a fresh temporary one by default).
     public var workDirectory: String?
     /// Prints progress lines (stderr in the CLI).
@@ -138,6 +146,8 @@ public struct BenchOptions: Sendable {
         try require((1...10_000).contains(fetchWaitMilliseconds), "--fetch-wait-ms must be in 1...10000")
         try require(stateIntervalSeconds >= 0.1, "--state-interval must be at least 0.1 s")
         try require(jsonDecoderSamples >= 1, "--json-decoder-samples must be at least 1")
+        try require(!engineAlone || !modes.contains(.decode),
+                    "--engine-alone measures the engine of monitor and full; decode is measured over the broker")
     }
 }
 

@@ -34,7 +34,7 @@ struct ConsumePhase {
         let startRSS = Context.rssMegabytes
         let consumer = try KafkaConsumer(
             groupID: "bench-\(topics.samples)-\(UUID().uuidString.prefix(8))",
-            properties: context.broker.properties.merging(KafkaProperties(context.consumerProperties)),
+            properties: context.kafka.properties.merging(KafkaProperties(context.consumerProperties)),
             logger: context.logger)
         try consumer.subscribe([topics.samples])
         let state = LoopState()
@@ -188,7 +188,8 @@ struct PipelinePhase {
             daemon = InProcessDaemon(config: config, logger: context.logger)
         case .childProcess(let executable):
             daemon = try ChildDaemon(executable: executable, yaml: configYAML(stateDirectory: stateDirectory),
-                                     directory: context.directory, name: "daemon-\(run.slug)")
+                                     directory: context.directory, name: "daemon-\(run.slug)",
+                                     affinity: context.affinity)
         }
         let tracker = ProbeTracker(partitions: o.partitions, rssEvery: o.rssEvery, rss: { daemon.rssMegabytes })
         let preload = min(n, context.maxAhead)
@@ -198,7 +199,7 @@ struct PipelinePhase {
 
         let watcher = try KafkaConsumer(
             groupID: "bench-watch-\(UUID().uuidString.prefix(8))",
-            properties: context.broker.properties.merging(KafkaProperties(context.consumerProperties)),
+            properties: context.kafka.properties.merging(KafkaProperties(context.consumerProperties)),
             logger: context.logger)
         var starts: [TopicPartition: Int64] = [:]
         for spec in topics.specs where topics.outputs.contains(spec.name) {
@@ -323,7 +324,7 @@ struct PipelinePhase {
                 + "checkpoint_every: 10000, gate_agreement: 0.95}"
         }
         return """
-            brokers: "\(context.broker.bootstrapServers)"
+            brokers: "\(context.broker?.bootstrapServers ?? "127.0.0.1:9")"
             kafka: {\(context.consumerProperties.map { "\($0.key): \"\($0.value)\"" }.joined(separator: ", "))}
             consumer_group: bench-\(run.slug)-\(UUID().uuidString.prefix(8))
             topics: {samples: \(topics.samples), labels: \(topics.labels), teachers: \(topics.teachers), \

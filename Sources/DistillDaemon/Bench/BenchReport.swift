@@ -25,6 +25,8 @@ public struct BenchReport: Sendable, Codable {
         public var meanProtobufRecordBytes: Double?
         public var broker: String
         public var cpus: Int
+        /// Where the measured daemon ran: its own CPU (`BenchAffinity`), or why it shared them.
+        public var pinning: String?
     }
 
     /// A rate measured in the same run, against which the modes are given as ratios.
@@ -98,6 +100,34 @@ public struct BenchReport: Sendable, Codable {
         /// Pipeline runs: the daemon's own sample counters at its stop (`ingested`, `late`, `duplicate`, `dead
         /// letters`, the probes' included), which tell where samples that were produced but not processed went.
         public var daemonCounters: [String: Int]? = nil
+        /// Engine-only runs: the engine's time per record (see `RecordTimes`).
+        public var recordTimes: RecordTimes? = nil
+    }
+
+    /// How long the engine took for each record of an engine-only run, every record timed. What a record waits for
+    /// in the daemon's loop beyond its own time: the records before it, so a slow record delays its whole batch.
+    public struct RecordTimes: Sendable, Codable {
+        public var p50Microseconds: Double
+        public var p99Microseconds: Double
+        public var p999Microseconds: Double
+        public var maxMicroseconds: Double
+        /// Records that took over 1 ms, and what they did.
+        public var over1ms: Int
+        public var over1msClosingWindows: Int
+        public var over1msAfterSnapshot: Int
+        /// The slowest records, slowest first.
+        public var slowest: [SlowRecord]
+        /// Records between two state snapshots (taken and held as a checkpoint holds its snapshot).
+        public var snapshotEvery: Int
+    }
+
+    /// One slow record of an engine-only run.
+    public struct SlowRecord: Sendable, Codable {
+        public var microseconds: Double
+        /// Outputs the record produced (window snapshots, alerts, calibration checks): it closed windows.
+        public var outputs: Int
+        /// It was the first record after a state snapshot (its mutations copied what the snapshot shared).
+        public var afterSnapshot: Bool
     }
 
     /// An issue-6 target and whether it was met here.
@@ -138,6 +168,7 @@ public struct BenchReport: Sendable, Codable {
                      + String(format: "%.0f", s.meanRecordBytes) + " B/record"
                      + (s.meanProtobufRecordBytes.map { String(format: " (protobuf %.0f B)", $0) } ?? "")
                      + ", broker \(s.broker), \(s.cpus) CPUs")
+        if let pinning = s.pinning { lines.append("  CPUs: \(pinning)") }
         lines.append("")
         lines.append(row(["configuration", "samples/s", "vs raw", "vs JSONDecoder", "p50 ms", "p99 ms",
                           "at rate", "peak RSS MB"]))
@@ -191,6 +222,16 @@ public struct BenchReport: Sendable, Codable {
                         .map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", ") + ")"
             }
             lines.append(detail)
+            if let t = r.recordTimes {
+                lines.append("    per record: p50 \(us(t.p50Microseconds)) p99 \(us(t.p99Microseconds)) "
+                             + "p99.9 \(us(t.p999Microseconds)) max \(us(t.maxMicroseconds)); over 1 ms: \(t.over1ms) "
+                             + "(closing windows \(t.over1msClosingWindows), first after a state snapshot "
+                             + "\(t.over1msAfterSnapshot), a snapshot every \(t.snapshotEvery.grouped) records); "
+                             + "slowest: " + t.slowest.map {
+                                 us($0.microseconds) + ($0.outputs > 0 ? " (\($0.outputs) outputs)" : "")
+                                     + ($0.afterSnapshot ? " (after a snapshot)" : "")
+                             }.joined(separator: ", "))
+            }
             if let l = r.latency {
                 lines.append("    latency: \(l.probes) probes at \(l.rate.grouped)/s (achieved "
                              + "\(l.achievedRate.grouped)/s): p50 \(ms(l.p50Milliseconds)) "
@@ -220,6 +261,9 @@ public struct BenchReport: Sendable, Codable {
 
     private func ratio(_ x: Double) -> String { String(format: "%.2f×", x) }
     private func ms(_ x: Double) -> String { String(format: "%.1f ms", x) }
+    private func us(_ x: Double) -> String {
+        x >= 1_000 ? String(format: "%.1f ms", x / 1_000) : String(format: "%.0f µs", x)
+    }
 }
 
 extension Double {

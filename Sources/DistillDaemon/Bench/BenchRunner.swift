@@ -52,10 +52,22 @@ public struct BenchRunner: Sendable {
             BenchTopics(run: $0 == .json ? "raw" : "raw-\($0.rawValue)", partitions: options.partitions)
         }
         let runTopics = runs.map { BenchTopics(run: $0.slug, partitions: options.partitions) }
-        let broker = try BenchBroker(options.broker, topics: (rawTopics + runTopics).flatMap(\.specs),
-                                     directory: directory, logger: logger)
-        defer { broker.stop() }
-        let context = Context(options: options, stream: stream, broker: broker, directory: directory,
+        let broker = options.engineAlone ? nil : try BenchBroker(
+            options.broker, topics: (rawTopics + runTopics).flatMap(\.specs), directory: directory, logger: logger)
+        defer { broker?.stop() }
+        // One core for the measured daemon, from the first pipeline phase on (`BenchAffinity`).
+        var affinity: BenchAffinity?
+        var pinning: String?
+        if case .childProcess = options.pipeline, options.pinPipeline, !options.engineAlone,
+           options.modes.contains(where: { $0 != .decode }) {
+            let (plan, why) = BenchAffinity.plan()
+            affinity = plan
+            pinning = plan?.description ?? "not pinned: \(why ?? "unknown")"
+        } else if !options.engineAlone {
+            pinning = "not pinned" + (options.pinPipeline ? " (the daemon runs in this process)" : " (--no-pin)")
+        }
+        let context = Context(options: options, stream: stream, broker: broker, affinity: affinity,
+                              directory: directory,
                               recordBytes: recordBytes, logger: logger)
 
         say("JSONDecoder baseline: \(options.jsonDecoderSamples.grouped) records")
@@ -63,7 +75,7 @@ public struct BenchRunner: Sendable {
         say(String(format: "  %@ samples/s", json.samplesPerSecond.grouped))
 
         var rawBaselines: [RecordFormat: BenchReport.Baseline] = [:]
-        for (format, topics) in zip(options.formats, rawTopics) {
+        for (format, topics) in zip(options.formats, rawTopics) where !options.engineAlone {
             let name = format == .json ? "raw consume" : "raw consume (\(format.rawValue))"
             say("\(name) baseline: \(options.samples.grouped) samples")
             let raw = try await ConsumePhase(context: context, topics: topics, name: name, decode: false,
@@ -72,10 +84,17 @@ public struct BenchRunner: Sendable {
                                                         samplesPerSecond: raw.samplesPerSecond)
             say(String(format: "  %@ samples/s", raw.samplesPerSecond.grouped))
         }
-        let rawBaseline = rawBaselines[.json] ?? rawBaselines[options.formats[0]]!
+        let rawBaseline = rawBaselines[.json] ?? rawBaselines[options.formats[0]]
 
         var results: [BenchReport.RunResult] = []
+        var pinned = false
         for (run, topics) in zip(runs, runTopics) {
+            if let affinity, run.mode != .decode, !pinned {
+                try affinity.pinElsewhere()
+                if let pid = broker?.pid { try affinity.pinElsewhere(pid: pid) }
+                say("pinned: \(affinity.description)")
+                pinned = true
+            }
             say("\(run): \(options.samples.grouped) samples")
             var result: BenchReport.RunResult
             if run.mode == .decode {
@@ -87,6 +106,7 @@ public struct BenchRunner: Sendable {
                     engine.vsJSONDecoder = engine.samplesPerSecond / json.samplesPerSecond
                     say(String(format: "  engine only: %@ samples/s", engine.samplesPerSecond.grouped))
                     results.append(engine)
+                    if options.engineAlone { continue }
                 }
                 result = try await PipelinePhase(context: context, topics: topics, run: run).run()
             }
@@ -113,8 +133,9 @@ public struct BenchRunner: Sendable {
             windows: "fast 1h/1m, drift 14d/1h", eventRate: options.eventRate, partitions: options.partitions,
             stateIntervalSeconds: options.stateIntervalSeconds, meanRecordBytes: stream.meanRecordBytes(.json),
             meanProtobufRecordBytes: options.formats.contains(.protobuf) ? stream.meanRecordBytes(.protobuf) : nil,
-            broker: options.broker == .inProcess ? "in-process" : "child process",
-            cpus: ProcessInfo.processInfo.activeProcessorCount)
+            broker: options.engineAlone ? "none (--engine-alone)"
+                : options.broker == .inProcess ? "in-process" : "child process",
+            cpus: ProcessInfo.processInfo.activeProcessorCount, pinning: pinning)
         return BenchReport(
             setup: setup, jsonDecoder: json, rawConsume: rawBaselines[.json],
             protobufRawConsume: rawBaselines[.protobuf], runs: results,
@@ -151,7 +172,7 @@ public struct BenchRunner: Sendable {
     // MARK: Targets
 
     /// Issue 6's targets, judged on this run.
-    static func targets(_ runs: [BenchReport.RunResult], raw: BenchReport.Baseline, options: BenchOptions)
+    static func targets(_ runs: [BenchReport.RunResult], raw: BenchReport.Baseline?, options: BenchOptions)
         -> [BenchReport.Target] {
         var out: [BenchReport.Target] = []
         func rate(_ name: String, _ minimum: Double) {
@@ -163,7 +184,7 @@ public struct BenchRunner: Sendable {
         }
         rate("decode", 350_000)
         rate("monitor", 250_000)
-        if let m = runs.first(where: { $0.name == "monitor" }) {
+        if let m = runs.first(where: { $0.name == "monitor" }), let raw {
             let x = m.samplesPerSecond / raw.samplesPerSecond
             out.append(.init(name: "monitor vs raw consume", target: "≥ 0.25×",
                              measured: String(format: "%.2f×", x), met: x >= 0.25))
@@ -196,7 +217,10 @@ public struct BenchRunner: Sendable {
 struct Context: Sendable {
     let options: BenchOptions
     let stream: SyntheticStream
-    let broker: BenchBroker
+    /// The embedded broker; nil with `--engine-alone`, where only `EnginePhase` runs.
+    let broker: BenchBroker?
+    /// Where the measured daemon runs (nil: unpinned).
+    let affinity: BenchAffinity?
     let directory: String
     let recordBytes: Double
     let logger: Logger
@@ -218,7 +242,7 @@ struct Context: Sendable {
     /// next to the pipeline's.
     func makeProducer() throws -> KafkaProducer {
         try KafkaProducer(
-            properties: broker.properties.merging(KafkaProperties([
+            properties: kafka.properties.merging(KafkaProperties([
                 "queue.buffering.max.kbytes": "32768", "queue.buffering.max.messages": "50000",
             ])),
             logger: logger)
@@ -234,6 +258,12 @@ struct Context: Sendable {
     }
 
     private func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
+    /// The broker of every phase over Kafka.
+    var kafka: BenchBroker {
+        guard let broker else { preconditionFailure("a phase over Kafka ran with --engine-alone") }
+        return broker
+    }
 
     /// `VmRSS` in MB, or nil.
     static var rssMegabytes: Double? { BenchMemory.residentBytes.map { Double($0) / 1e6 } }

@@ -1,6 +1,7 @@
 import DistillCore
 import Dispatch
 import Foundation
+import Histogram
 
 // MARK: - EnginePhase
 
@@ -17,6 +18,9 @@ struct EnginePhase {
     static let chunk = 10_000
     /// Appended to the configuration's name in the report.
     static let suffix = " engine-only"
+    /// Records between two state snapshots: about a checkpoint's worth at the rates measured here (10 s at
+    /// 5,000–10,000 records/s), so the copies a snapshot forces show in the record times.
+    static let snapshotEvery = 50_000
 
     func measure() throws -> BenchReport.RunResult {
         let o = context.options
@@ -38,6 +42,11 @@ struct EnginePhase {
         BenchMemory.resetPeak()
         let startRSS = Context.rssMegabytes
         var records: [(index: Int, bytes: [UInt8], isLabel: Bool)] = []
+        var times = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+        var slowest: [BenchReport.SlowRecord] = []
+        var over1ms = 0, over1msClosing = 0, over1msAfterSnapshot = 0
+        var sinceSnapshot = 0
+        var snapshot: DistillEngine.EngineState?
         var buffer: [UInt8] = []
         var first = 0
         while first < o.samples {
@@ -60,22 +69,45 @@ struct EnginePhase {
                 pending.removeFirst(head)
                 head = 0
             }
-            let started = DispatchTime.now().uptimeNanoseconds
             for record in records {
+                // Held until the next one, as the daemon holds a checkpoint's snapshot while it is written.
+                let afterSnapshot = sinceSnapshot == Self.snapshotEvery
+                if afterSnapshot {
+                    snapshot = engine.state()
+                    sinceSnapshot = 0
+                }
+                sinceSnapshot += 1
                 let p = record.index % o.partitions
+                let started = DispatchTime.now().uptimeNanoseconds
+                let produced: Int
                 if record.isLabel {
                     let at = InputPosition(topic: topics.labels, partition: Int32(p), offset: labelOffsets[p])
                     labelOffsets[p] += 1
-                    outputs += engine.handleLabel(record.bytes, key: nil, at: at).count
+                    produced = engine.handleLabel(record.bytes, key: nil, at: at).count
                 } else {
                     let at = InputPosition(topic: topics.samples, partition: Int32(p), offset: offsets[p])
                     offsets[p] += 1
-                    outputs += engine.handleSample(record.bytes, key: nil, at: at).count
+                    produced = engine.handleSample(record.bytes, key: nil, at: at).count
+                }
+                let took = DispatchTime.now().uptimeNanoseconds - started
+                nanos += took
+                outputs += produced
+                times.record(took)
+                if took > 1_000_000 {
+                    over1ms += 1
+                    if produced > 0 { over1msClosing += 1 }
+                    if afterSnapshot { over1msAfterSnapshot += 1 }
+                }
+                if slowest.count < 5 || Double(took) / 1e3 > slowest.last!.microseconds {
+                    slowest.append(.init(microseconds: Double(took) / 1e3, outputs: produced,
+                                         afterSnapshot: afterSnapshot))
+                    slowest.sort { $0.microseconds > $1.microseconds }
+                    if slowest.count > 5 { slowest.removeLast() }
                 }
             }
-            nanos += DispatchTime.now().uptimeNanoseconds - started
             first += count
         }
+        _ = snapshot
         let seconds = Double(nanos) / 1e9
         // What the state checkpoint would hold now, and its largest parts.
         let state = engine.state()
@@ -94,6 +126,12 @@ struct EnginePhase {
             samplesPerSecond: Double(o.samples) / seconds, seconds: seconds, vsRawConsume: nil, vsJSONDecoder: nil,
             preloaded: true, producerWaitedSeconds: 0, latency: nil, startRSSMegabytes: startRSS,
             peakRSSMegabytes: BenchMemory.peakBytes.map { Double($0) / 1e6 }, rss: [],
-            outputs: ["engine outputs": outputs], unexpectedDeadLetters: 0, stateMegabytes: stateMegabytes)
+            outputs: ["engine outputs": outputs], unexpectedDeadLetters: 0, stateMegabytes: stateMegabytes,
+            recordTimes: .init(
+                p50Microseconds: Double(times.valueAtPercentile(50)) / 1e3,
+                p99Microseconds: Double(times.valueAtPercentile(99)) / 1e3,
+                p999Microseconds: Double(times.valueAtPercentile(99.9)) / 1e3,
+                maxMicroseconds: Double(times.max) / 1e3, over1ms: over1ms, over1msClosingWindows: over1msClosing,
+                over1msAfterSnapshot: over1msAfterSnapshot, slowest: slowest, snapshotEvery: Self.snapshotEvery))
     }
 }

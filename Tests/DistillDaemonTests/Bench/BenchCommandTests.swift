@@ -115,6 +115,62 @@ struct BenchCommandTests {
         #expect(report.table.contains("monitor engine-only"))
     }
 
+    @Test("--engine-alone: only the engines run, with no broker, no baseline over Kafka and no targets judged")
+    func engineAlone() async throws {
+        var logger = Logger(label: "bench-test")
+        logger.logLevel = .error
+        var options = Self.options([.monitor, .full])
+        options.engineOnly = true
+        options.engineAlone = true
+        let report = try await BenchRunner(options: options, logger: logger).run()
+        #expect(report.runs.map(\.name) == ["monitor engine-only", "full/softmax engine-only"])
+        #expect(report.rawConsume == nil && report.setup.broker == "none (--engine-alone)")
+        for run in report.runs {
+            #expect(run.processed == 1_500 && (run.outputs["engine outputs"] ?? 0) > 0, "\(run.name)")
+        }
+        #expect(report.targets.isEmpty, "nothing over Kafka ran, so no target is judged")
+        options.modes = [.decode, .monitor]
+        #expect(throws: BenchError.self, "decode is measured over the broker") { try options.validate() }
+    }
+
+    @Test("pinning: the daemon's command starts it on the pipeline CPU, and a running process is moved to the others")
+    func pinning() throws {
+        let cpus = BenchAffinity.usableCPUs()
+        #expect(!cpus.isEmpty && cpus == cpus.sorted())
+        let (plan, why) = BenchAffinity.plan()
+        guard let affinity = plan else {
+            // One CPU (or no taskset): nothing to pin, and the report says why.
+            #expect(cpus.count < 2 || why != nil)
+            return
+        }
+        #expect(affinity.pipelineCPU == cpus.last && affinity.otherCPUs == Array(cpus.dropLast()))
+        func allowed(_ pid: Int32) throws -> String {
+            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+            let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") })
+            return line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces)
+        }
+        // `sleep` stands in for `distilld run`: taskset execs it on the pipeline's CPU, under the same pid.
+        let (command, arguments) = affinity.pipelineCommand("/bin/sleep", ["20"])
+        let pinned = Process()
+        pinned.executableURL = URL(fileURLWithPath: command)
+        pinned.arguments = arguments
+        try pinned.run()
+        defer { kill(pinned.processIdentifier, SIGKILL); pinned.waitUntilExit() }
+        let other = Process()
+        other.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        other.arguments = ["20"]
+        try other.run()
+        defer { kill(other.processIdentifier, SIGKILL); other.waitUntilExit() }
+        try affinity.pinElsewhere(pid: other.processIdentifier)
+        // taskset execs: wait until the pid shows sleep rather than taskset itself.
+        let deadline = Date().addingTimeInterval(10)
+        while (try? String(contentsOfFile: "/proc/\(pinned.processIdentifier)/comm", encoding: .utf8))?
+            .hasPrefix("sleep") != true && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(try allowed(pinned.processIdentifier) == "\(affinity.pipelineCPU)")
+        let others = try allowed(other.processIdentifier)
+        #expect(BenchAffinity.parseCPUList(others) == affinity.otherCPUs, "moved to \(others)")
+    }
+
     @Test("the daemon as a `distilld run` child: every sample ingested, RSS read from the child's /proc entry")
     func childDaemon() async throws {
         let binary = try #require(distilldBinary(), "build the distilld executable first (`swift build`)")

@@ -1,0 +1,75 @@
+import Foundation
+
+// MARK: - BenchAffinity
+
+/// One core for the pipeline, as issue 6 states its targets: the measured `distilld run` child (its loop, librdkafka's
+/// threads, the checkpoint thread) runs on the last usable CPU, and the benchmark (feeder, output reader) and the
+/// broker on the others. Unpinned, the feeder's JSON generation and compression and the broker took CPU from the
+/// daemon on a 2-core machine, most of all in the latency phase, so "half the measured rate" was not half of anything.
+///
+/// The baselines run before anything is pinned: the raw consume loop and the feeder share every CPU, so a ratio against
+/// raw consume compares one core's pipeline with a consume loop that had more than one (a conservative ratio).
+struct BenchAffinity: Sendable {
+    /// The CPU of the measured daemon.
+    let pipelineCPU: Int
+    /// The CPUs of everything else.
+    let otherCPUs: [Int]
+    /// The `taskset` that starts the daemon on `pipelineCPU` (util-linux).
+    let taskset: String
+
+    /// The plan for this machine, or nil (and why) when pinning is impossible: fewer than two usable CPUs, or no
+    /// `taskset`.
+    static func plan() -> (BenchAffinity?, why: String?) {
+        let cpus = usableCPUs()
+        guard cpus.count >= 2 else { return (nil, "fewer than 2 usable CPUs") }
+        guard let taskset = ["/usr/bin/taskset", "/bin/taskset"].first(where: FileManager.default.isExecutableFile)
+        else { return (nil, "taskset (util-linux) not found") }
+        return (BenchAffinity(pipelineCPU: cpus.last!, otherCPUs: Array(cpus.dropLast()), taskset: taskset), nil)
+    }
+
+    /// "pipeline on CPU 1, the benchmark and the broker on CPU 0".
+    var description: String {
+        "pipeline on CPU \(pipelineCPU), the benchmark and the broker on CPU "
+            + otherCPUs.map(String.init).joined(separator: ",")
+    }
+
+    /// The executable and arguments that run `executable arguments` on the pipeline's CPU.
+    func pipelineCommand(_ executable: String, _ arguments: [String]) -> (String, [String]) {
+        (taskset, ["-c", "\(pipelineCPU)", executable] + arguments)
+    }
+
+    /// Moves every thread of process `pid` (this process by default) to `otherCPUs` (`taskset -a -p`). Threads created
+    /// later inherit their creator's mask, so the process stays there.
+    func pinElsewhere(pid: Int32 = getpid()) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: taskset)
+        process.arguments = ["-a", "-p", "-c", otherCPUs.map(String.init).joined(separator: ","), "\(pid)"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw BenchError.invalidOption("`\(taskset) -a -p` could not pin process \(pid) (status "
+                                           + "\(process.terminationStatus))")
+        }
+    }
+
+    /// The CPUs this process may run on, ascending (`Cpus_allowed_list` of `/proc/self/status`, e.g. "0-3,6").
+    static func usableCPUs() -> [Int] {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") })
+        else { return [] }
+        return parseCPUList(line.dropFirst("Cpus_allowed_list:".count))
+    }
+
+    /// The CPUs of a kernel CPU list ("0-3,6"), ascending.
+    static func parseCPUList<S: StringProtocol>(_ list: S) -> [Int] {
+        var cpus: [Int] = []
+        for part in list.split(separator: ",") {
+            let bounds = part.split(separator: "-").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            if bounds.count == 1 { cpus.append(bounds[0]) }
+            if bounds.count == 2, bounds[0] <= bounds[1] { cpus += Array(bounds[0]...bounds[1]) }
+        }
+        return cpus.sorted()
+    }
+}
