@@ -706,8 +706,9 @@ struct ParkedSample: Codable, Sendable {
 /// Remembers the last `capacity` ids, to drop duplicate samples without unbounded memory.
 struct RecentIDs: Codable, Sendable {
     let capacity: Int
-    private var set: Set<String> = []
-    private var order: [String] = []
+    // Sharded and chunked: the first insert after a checkpoint's snapshot copied 200,000 ids twice over.
+    private var set = IDSet()
+    private var order = ChunkedArray<String>()
     private var head = 0
 
     init(capacity: Int) { self.capacity = capacity }
@@ -719,9 +720,10 @@ struct RecentIDs: Codable, Sendable {
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         capacity = try c.decode(Int.self, forKey: .capacity)
-        order = try c.decode([String].self, forKey: .order)
+        let ids = try c.decode([String].self, forKey: .order)
+        order = ChunkedArray(ids)
         head = try c.decode(Int.self, forKey: .head)
-        set = Set(order)
+        set = IDSet(ids)
         guard capacity > 0, order.count <= capacity, head >= 0, head < max(order.count, 1), set.count == order.count
         else {
             throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription: "inconsistent ids"))
@@ -731,13 +733,13 @@ struct RecentIDs: Codable, Sendable {
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(capacity, forKey: .capacity)
-        try c.encode(order, forKey: .order)
+        try c.encode(order.elements, forKey: .order)
         try c.encode(head, forKey: .head)
     }
 
     /// True when the id is new.
     mutating func insert(_ id: String) -> Bool {
-        guard set.insert(id).inserted else { return false }
+        guard set.insert(id) else { return false }
         if order.count < capacity {
             order.append(id)
         } else {

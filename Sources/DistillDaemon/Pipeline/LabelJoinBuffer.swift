@@ -11,12 +11,13 @@ import Foundation
 struct LabelJoinBuffer: Codable, Sendable {
     let windowMillis: Int64
     let capacity: Int
-    /// Waiting samples by id, with the input partition each was read from.
-    private var samples: [String: WaitingSample] = [:]
-    private var sampleOrder: [JoinEntry] = []
+    /// Waiting samples by id, with the input partition each was read from. Sharded and chunked so that the first
+    /// change after a checkpoint's snapshot does not copy the whole buffer (`SnapshotFriendlyStorage`).
+    private var samples = IDShards<WaitingSample>()
+    private var sampleOrder = ChunkedArray<JoinEntry>()
     private var sampleHead = 0
-    private var labels: [String: LabelRecord] = [:]
-    private var labelOrder: [JoinEntry] = []
+    private var labels = IDShards<LabelRecord>()
+    private var labelOrder = ChunkedArray<JoinEntry>()
     private var labelHead = 0
     /// Labels whose sample had already left the buffer (or never came within the window).
     private(set) var tooLate = 0
@@ -115,15 +116,16 @@ extension LabelJoinBuffer {
         capacity = try c.decode(Int.self, forKey: .capacity)
         if c.contains(.waiting) {
             let columns = try c.decode(WaitingColumns.self, forKey: .waiting)
-            samples = try columns.samples(codingPath: c.codingPath)
-            sampleOrder = try c.decode(JoinEntryColumns.self, forKey: .arrivals).entries(codingPath: c.codingPath)
+            samples = IDShards(try columns.samples(codingPath: c.codingPath))
+            sampleOrder = ChunkedArray(
+                try c.decode(JoinEntryColumns.self, forKey: .arrivals).entries(codingPath: c.codingPath))
         } else {
-            samples = try c.decode([String: WaitingSample].self, forKey: .samples)
-            sampleOrder = try c.decode([JoinEntry].self, forKey: .sampleOrder)
+            samples = IDShards(try c.decode([String: WaitingSample].self, forKey: .samples))
+            sampleOrder = ChunkedArray(try c.decode([JoinEntry].self, forKey: .sampleOrder))
         }
         sampleHead = try c.decode(Int.self, forKey: .sampleHead)
-        labels = try c.decode([String: LabelRecord].self, forKey: .labels)
-        labelOrder = try c.decode([JoinEntry].self, forKey: .labelOrder)
+        labels = IDShards(try c.decode([String: LabelRecord].self, forKey: .labels))
+        labelOrder = ChunkedArray(try c.decode([JoinEntry].self, forKey: .labelOrder))
         labelHead = try c.decode(Int.self, forKey: .labelHead)
         tooLate = try c.decode(Int.self, forKey: .tooLate)
         unlabeledExpired = try c.decode(Int.self, forKey: .unlabeledExpired)
@@ -137,11 +139,11 @@ extension LabelJoinBuffer {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(windowMillis, forKey: .windowMillis)
         try c.encode(capacity, forKey: .capacity)
-        try c.encode(WaitingColumns(samples), forKey: .waiting)
-        try c.encode(JoinEntryColumns(sampleOrder), forKey: .arrivals)
+        try c.encode(WaitingColumns(samples.dictionary), forKey: .waiting)
+        try c.encode(JoinEntryColumns(sampleOrder.elements), forKey: .arrivals)
         try c.encode(sampleHead, forKey: .sampleHead)
-        try c.encode(labels, forKey: .labels)
-        try c.encode(labelOrder, forKey: .labelOrder)
+        try c.encode(labels.dictionary, forKey: .labels)
+        try c.encode(labelOrder.elements, forKey: .labelOrder)
         try c.encode(labelHead, forKey: .labelHead)
         try c.encode(tooLate, forKey: .tooLate)
         try c.encode(unlabeledExpired, forKey: .unlabeledExpired)
