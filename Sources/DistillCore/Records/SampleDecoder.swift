@@ -47,6 +47,12 @@ public struct SampleDecoder: Sendable {
     /// Decodes one sample record.
     public func decode(_ bytes: [UInt8]) throws(RecordError) -> DistillSample {
         var sample = DistillSample(classes: classes)
+        // Sized for the usual record (two teachers, a student): one allocation per array instead of a growth
+        // sequence with copies, the arrays being filled 32 values at a time.
+        sample.features.reserveCapacity(features ?? 0)
+        sample.teacherVersions.reserveCapacity(2)
+        sample.teacherLogits.reserveCapacity(2 * classes)
+        sample.studentLogits.reserveCapacity(classes)
         try decode(bytes, into: &sample)
         return sample
     }
