@@ -204,29 +204,46 @@ public struct CalibrationSummary: Sendable, Codable, Equatable {
 /// A bottom-k sample: the `capacity` labeled logit vectors with the smallest id hashes, kept sorted by
 /// hash. Deterministic for a replay and exactly mergeable (bottom-k of a union = bottom-k of the parts'
 /// bottom-k's). Memory `capacity × (C + 3)` words.
-public struct LogitSample: Sendable, Codable, Equatable {
+///
+/// Equal hashes keep their arrival order, so the kept set is the `capacity` smallest by (hash, arrival). Offers
+/// are collected unsorted, up to `pendingLimit`, and folded in by one stable sort and merge: inserting each into the
+/// sorted arrays moved half of them (up to 64 KB of logits at C = 16) per offer, which was a tenth of the daemon's
+/// time while the panes' samples were filling. Every read sees the folded result, the same arrays as before.
+public struct LogitSample: Sendable, Codable {
     /// Number of classes C.
     public let classes: Int
     /// Maximum number of samples kept.
     public let capacity: Int
-    /// Id hashes, ascending.
-    public private(set) var hashes: [UInt64]
-    /// Labels, parallel to `hashes`.
-    public private(set) var labels: [Int32]
-    /// Flat logits, `count × classes`, parallel to `hashes`.
-    public private(set) var logits: [Float]
+    /// Folded samples, ascending by (hash, arrival).
+    private var keptHashes: [UInt64]
+    private var keptLabels: [Int32]
+    private var keptLogits: [Float]
+    /// Offers not folded in yet, in arrival order; each passed the kept set's bound when it arrived.
+    private var pendingHashes: [UInt64] = []
+    private var pendingLabels: [Int32] = []
+    private var pendingLogits: [Float] = []
+
+    /// Offers collected before they are folded in.
+    static let pendingLimit = 128
 
     /// An empty sample.
     public init(classes: Int, capacity: Int) {
         self.classes = classes
         self.capacity = capacity
-        self.hashes = []
-        self.labels = []
-        self.logits = []
+        self.keptHashes = []
+        self.keptLabels = []
+        self.keptLogits = []
     }
 
+    /// Id hashes, ascending.
+    public var hashes: [UInt64] { pendingHashes.isEmpty ? keptHashes : folded().hashes }
+    /// Labels, parallel to `hashes`.
+    public var labels: [Int32] { pendingHashes.isEmpty ? keptLabels : folded().labels }
+    /// Flat logits, `count × classes`, parallel to `hashes`.
+    public var logits: [Float] { pendingHashes.isEmpty ? keptLogits : folded().logits }
+
     /// Number of samples kept.
-    public var count: Int { hashes.count }
+    public var count: Int { min(capacity, keptHashes.count + pendingHashes.count) }
 
     enum CodingKeys: String, CodingKey { case classes, capacity, hashes, labels, logits }
 
@@ -235,70 +252,99 @@ public struct LogitSample: Sendable, Codable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         classes = try c.decode(Int.self, forKey: .classes)
         capacity = try c.decode(Int.self, forKey: .capacity)
-        hashes = try c.decodePacked(UInt64.self, forKey: .hashes)
-        labels = try c.decodePacked(Int32.self, forKey: .labels)
-        logits = try c.decodePacked(Float.self, forKey: .logits)
-        guard classes >= 1, capacity >= 0, hashes.count <= capacity, labels.count == hashes.count,
-              logits.count == hashes.count * classes, zip(hashes, hashes.dropFirst()).allSatisfy({ $0 <= $1 }),
-              labels.allSatisfy({ $0 >= 0 && Int($0) < classes })
+        keptHashes = try c.decodePacked(UInt64.self, forKey: .hashes)
+        keptLabels = try c.decodePacked(Int32.self, forKey: .labels)
+        keptLogits = try c.decodePacked(Float.self, forKey: .logits)
+        guard classes >= 1, capacity >= 0, keptHashes.count <= capacity, keptLabels.count == keptHashes.count,
+              keptLogits.count == keptHashes.count * classes,
+              zip(keptHashes, keptHashes.dropFirst()).allSatisfy({ $0 <= $1 }),
+              keptLabels.allSatisfy({ $0 >= 0 && Int($0) < classes })
         else {
             throw DecodingError.dataCorruptedError(forKey: .hashes, in: c,
                                                    debugDescription: "LogitSample: inconsistent arrays")
         }
     }
 
-    /// Encodes the arrays packed (`PackedNumbers`).
+    /// Encodes the arrays packed (`PackedNumbers`), folded.
     public func encode(to encoder: any Encoder) throws {
+        let (h, l, z) = folded()
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(classes, forKey: .classes)
         try c.encode(capacity, forKey: .capacity)
-        try c.encodePacked(hashes, forKey: .hashes)
-        try c.encodePacked(labels, forKey: .labels)
-        try c.encodePacked(logits, forKey: .logits)
+        try c.encodePacked(h, forKey: .hashes)
+        try c.encodePacked(l, forKey: .labels)
+        try c.encodePacked(z, forKey: .logits)
     }
 
     /// Offers a sample; it is kept if its hash is among the `capacity` smallest.
     public mutating func offer(hash: UInt64, logits row: UnsafeBufferPointer<Float>, label: Int) {
         guard capacity > 0 else { return }
-        if hashes.count == capacity {
-            guard let last = hashes.last, hash < last else { return }
-            hashes.removeLast()
-            labels.removeLast()
-            logits.removeLast(classes)
+        // Full: only a hash below the largest kept one can enter (an equal one arrived later, so it ranks after).
+        if keptHashes.count == capacity, let last = keptHashes.last, hash >= last { return }
+        pendingHashes.append(hash)
+        pendingLabels.append(Int32(label))
+        pendingLogits.append(contentsOf: row)
+        if pendingHashes.count >= Self.pendingLimit { fold() }
+    }
+
+    /// Folds the pending offers into the kept arrays.
+    private mutating func fold() {
+        guard !pendingHashes.isEmpty else { return }
+        (keptHashes, keptLabels, keptLogits) = folded()
+        pendingHashes.removeAll(keepingCapacity: true)
+        pendingLabels.removeAll(keepingCapacity: true)
+        pendingLogits.removeAll(keepingCapacity: true)
+    }
+
+    /// The kept and pending samples merged: the `capacity` smallest by (hash, arrival), ascending.
+    private func folded() -> (hashes: [UInt64], labels: [Int32], logits: [Float]) {
+        if pendingHashes.isEmpty { return (keptHashes, keptLabels, keptLogits) }
+        // Stable: equal hashes stay in arrival order, and kept ones (earlier) precede pending ones.
+        let order = pendingHashes.indices.sorted { (pendingHashes[$0], $0) < (pendingHashes[$1], $1) }
+        let total = min(capacity, keptHashes.count + order.count)
+        var h: [UInt64] = [], l: [Int32] = [], z: [Float] = []
+        h.reserveCapacity(total); l.reserveCapacity(total); z.reserveCapacity(total * classes)
+        var i = 0, j = 0
+        while h.count < total {
+            if j >= order.count || (i < keptHashes.count && keptHashes[i] <= pendingHashes[order[j]]) {
+                h.append(keptHashes[i]); l.append(keptLabels[i])
+                z.append(contentsOf: keptLogits[i * classes ..< (i + 1) * classes]); i += 1
+            } else {
+                let k = order[j]
+                h.append(pendingHashes[k]); l.append(pendingLabels[k])
+                z.append(contentsOf: pendingLogits[k * classes ..< (k + 1) * classes]); j += 1
+            }
         }
-        var lo = 0, hi = hashes.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if hashes[mid] <= hash { lo = mid + 1 } else { hi = mid }
-        }
-        hashes.insert(hash, at: lo)
-        labels.insert(Int32(label), at: lo)
-        logits.insert(contentsOf: row, at: lo * classes)
+        return (h, l, z)
     }
 
     /// Merges another sample: keeps the `capacity` smallest hashes of the union (stable order).
     public mutating func merge(_ other: LogitSample) {
         precondition(classes == other.classes, "LogitSample.merge: class count mismatch")
+        fold()
+        let (otherHashes, otherLabels, otherLogits) = other.folded()
         var h: [UInt64] = [], l: [Int32] = [], z: [Float] = []
-        let total = min(capacity, hashes.count + other.hashes.count)
+        let total = min(capacity, keptHashes.count + otherHashes.count)
         h.reserveCapacity(total); l.reserveCapacity(total); z.reserveCapacity(total * classes)
         var i = 0, j = 0
         while h.count < total {
-            let takeSelf = j >= other.hashes.count || (i < hashes.count && hashes[i] <= other.hashes[j])
+            let takeSelf = j >= otherHashes.count || (i < keptHashes.count && keptHashes[i] <= otherHashes[j])
             if takeSelf {
-                h.append(hashes[i]); l.append(labels[i])
-                z.append(contentsOf: logits[i * classes ..< (i + 1) * classes]); i += 1
+                h.append(keptHashes[i]); l.append(keptLabels[i])
+                z.append(contentsOf: keptLogits[i * classes ..< (i + 1) * classes]); i += 1
             } else {
-                h.append(other.hashes[j]); l.append(other.labels[j])
-                z.append(contentsOf: other.logits[j * classes ..< (j + 1) * classes]); j += 1
+                h.append(otherHashes[j]); l.append(otherLabels[j])
+                z.append(contentsOf: otherLogits[j * classes ..< (j + 1) * classes]); j += 1
             }
         }
-        hashes = h; labels = l; logits = z
+        keptHashes = h; keptLabels = l; keptLogits = z
     }
 
     /// Top-label confidences (T = 1) and correctness of the kept samples.
     public func topLabel() -> ([Double], [Bool]) {
         var conf: [Double] = [], ok: [Bool] = []
+        let (_, labels, logits) = folded()
+        let count = labels.count
         conf.reserveCapacity(count); ok.reserveCapacity(count)
         logits.withUnsafeBufferPointer { z in
             for i in 0..<count {
@@ -309,5 +355,14 @@ public struct LogitSample: Sendable, Codable, Equatable {
             }
         }
         return (conf, ok)
+    }
+}
+
+extension LogitSample: Equatable {
+    /// Equal when the kept samples are, however many offers are still to be folded in.
+    public static func == (a: LogitSample, b: LogitSample) -> Bool {
+        guard a.classes == b.classes, a.capacity == b.capacity else { return false }
+        let x = a.folded(), y = b.folded()
+        return x.hashes == y.hashes && x.labels == y.labels && x.logits == y.logits
     }
 }
