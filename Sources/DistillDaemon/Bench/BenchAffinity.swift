@@ -73,3 +73,35 @@ struct BenchAffinity: Sendable {
         return cpus.sorted()
     }
 }
+
+// MARK: - CPUTimes
+
+/// Per-CPU time counters of `/proc/stat`, to tell how busy each CPU was during a phase.
+enum CPUTimes {
+    /// `cpuN` → (busy, total) jiffies; empty where `/proc/stat` cannot be read.
+    static func read() -> [String: (busy: UInt64, total: UInt64)] {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8) else { return [:] }
+        var out: [String: (busy: UInt64, total: UInt64)] = [:]
+        for line in text.split(separator: "\n") where line.hasPrefix("cpu") {
+            let fields = line.split(separator: " ")
+            // "cpu" alone is the sum of all; idle and iowait are fields 4 and 5.
+            guard fields.count > 5, fields[0] != "cpu" else { continue }
+            let values = fields.dropFirst().compactMap { UInt64($0) }
+            guard values.count >= 5 else { continue }
+            let total = values.reduce(0, +)
+            out[String(fields[0])] = (total - values[3] - values[4], total)
+        }
+        return out
+    }
+
+    /// Busy percent of each CPU between two readings (nil without readings).
+    static func busyPercent(from a: [String: (busy: UInt64, total: UInt64)],
+                            to b: [String: (busy: UInt64, total: UInt64)]) -> [String: Double]? {
+        var out: [String: Double] = [:]
+        for (cpu, end) in b {
+            guard let start = a[cpu], end.total > start.total, end.busy >= start.busy else { continue }
+            out[cpu] = 100 * Double(end.busy - start.busy) / Double(end.total - start.total)
+        }
+        return out.isEmpty ? nil : out
+    }
+}

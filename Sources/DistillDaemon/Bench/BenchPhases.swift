@@ -249,6 +249,7 @@ struct PipelinePhase {
                 let plan = context.latencyPlan(first: n, rate: rate)
                 produced += plan.count
                 let started = DispatchTime.now().uptimeNanoseconds
+                let cpuBefore = CPUTimes.read()
                 let phase = Task { await feeder.feed(plan, processed: { tracker.processedEverywhere }) }
                 try await waitUntil(what: "\(run) latency", progress: { tracker.processed },
                                     failure: { state.failure ?? daemon.failure }) {
@@ -261,6 +262,7 @@ struct PipelinePhase {
                     measures: "from the producer's send call to reading the pipeline's output for the probe on the "
                         + "dead-letter topic (the probe follows samples in its partition, so every earlier sample "
                         + "there has been processed)", rate: rate, achieved: achieved)
+                latencyResult?.cpuBusyPercent = CPUTimes.busyPercent(from: cpuBefore, to: CPUTimes.read())
             }
         } catch {
             _ = try? await daemon.stop()

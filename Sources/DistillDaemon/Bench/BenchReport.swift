@@ -51,6 +51,9 @@ public struct BenchReport: Sendable, Codable {
         public var p99Milliseconds: Double
         public var p999Milliseconds: Double
         public var maxMilliseconds: Double
+        /// Busy share of each CPU during the phase, percent (`/proc/stat`), keyed `cpu0`, `cpu1`, …: a CPU of the
+        /// benchmark and broker near 100% means their queueing is in the figures too.
+        public var cpuBusyPercent: [String: Double]? = nil
     }
 
     /// RSS once `samples` had been processed.
@@ -238,6 +241,10 @@ public struct BenchReport: Sendable, Codable {
                              + "p90 \(ms(l.p90Milliseconds)) p99 \(ms(l.p99Milliseconds)) "
                              + "p99.9 \(ms(l.p999Milliseconds)) max \(ms(l.maxMilliseconds)); "
                              + l.measures)
+                if let busy = l.cpuBusyPercent {
+                    lines.append("    CPUs busy during the latency phase: " + busy.sorted { $0.key < $1.key }
+                        .map { String(format: "%@ %.0f%%", $0.key, $0.value) }.joined(separator: ", "))
+                }
             }
         }
         if !targets.isEmpty {

@@ -57,6 +57,9 @@ struct BenchCommandTests {
         let monitor = try #require(report.runs.first { $0.name == "monitor" })
         #expect((monitor.outputs["windows"] ?? 0) > 0, "window snapshots were published")
         #expect(report.targets.contains { $0.name == "monitor vs raw consume" })
+        // Every CPU's busy share during the latency phase, each a percentage.
+        let busy = try #require(monitor.latency?.cpuBusyPercent)
+        #expect(!busy.isEmpty && busy.values.allSatisfy { (0...100).contains($0) })
 
         // Both renderings carry every configuration.
         let table = report.table
