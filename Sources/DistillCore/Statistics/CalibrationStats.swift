@@ -299,20 +299,31 @@ public struct LogitSample: Sendable, Codable {
     /// The kept and pending samples merged: the `capacity` smallest by (hash, arrival), ascending.
     private func folded() -> (hashes: [UInt64], labels: [Int32], logits: [Float]) {
         if pendingHashes.isEmpty { return (keptHashes, keptLabels, keptLogits) }
-        // Stable: equal hashes stay in arrival order, and kept ones (earlier) precede pending ones.
+        // Stable: equal hashes stay in arrival order.
         let order = pendingHashes.indices.sorted { (pendingHashes[$0], $0) < (pendingHashes[$1], $1) }
-        let total = min(capacity, keptHashes.count + order.count)
+        var logits: [Float] = []
+        logits.reserveCapacity(pendingLogits.count)
+        for k in order { logits += pendingLogits[k * classes ..< (k + 1) * classes] }
+        return bottomK((keptHashes, keptLabels, keptLogits),
+                       (order.map { pendingHashes[$0] }, order.map { pendingLabels[$0] }, logits))
+    }
+
+    /// The `capacity` smallest of two ascending runs, ascending; on equal hashes `a`'s come first (they arrived
+    /// earlier, or belong to the sample merged into).
+    private func bottomK(_ a: (hashes: [UInt64], labels: [Int32], logits: [Float]),
+                         _ b: (hashes: [UInt64], labels: [Int32], logits: [Float]))
+        -> (hashes: [UInt64], labels: [Int32], logits: [Float]) {
+        let total = min(capacity, a.hashes.count + b.hashes.count)
         var h: [UInt64] = [], l: [Int32] = [], z: [Float] = []
         h.reserveCapacity(total); l.reserveCapacity(total); z.reserveCapacity(total * classes)
         var i = 0, j = 0
         while h.count < total {
-            if j >= order.count || (i < keptHashes.count && keptHashes[i] <= pendingHashes[order[j]]) {
-                h.append(keptHashes[i]); l.append(keptLabels[i])
-                z.append(contentsOf: keptLogits[i * classes ..< (i + 1) * classes]); i += 1
+            if j >= b.hashes.count || (i < a.hashes.count && a.hashes[i] <= b.hashes[j]) {
+                h.append(a.hashes[i]); l.append(a.labels[i])
+                z.append(contentsOf: a.logits[i * classes ..< (i + 1) * classes]); i += 1
             } else {
-                let k = order[j]
-                h.append(pendingHashes[k]); l.append(pendingLabels[k])
-                z.append(contentsOf: pendingLogits[k * classes ..< (k + 1) * classes]); j += 1
+                h.append(b.hashes[j]); l.append(b.labels[j])
+                z.append(contentsOf: b.logits[j * classes ..< (j + 1) * classes]); j += 1
             }
         }
         return (h, l, z)
@@ -322,22 +333,7 @@ public struct LogitSample: Sendable, Codable {
     public mutating func merge(_ other: LogitSample) {
         precondition(classes == other.classes, "LogitSample.merge: class count mismatch")
         fold()
-        let (otherHashes, otherLabels, otherLogits) = other.folded()
-        var h: [UInt64] = [], l: [Int32] = [], z: [Float] = []
-        let total = min(capacity, keptHashes.count + otherHashes.count)
-        h.reserveCapacity(total); l.reserveCapacity(total); z.reserveCapacity(total * classes)
-        var i = 0, j = 0
-        while h.count < total {
-            let takeSelf = j >= otherHashes.count || (i < keptHashes.count && keptHashes[i] <= otherHashes[j])
-            if takeSelf {
-                h.append(keptHashes[i]); l.append(keptLabels[i])
-                z.append(contentsOf: keptLogits[i * classes ..< (i + 1) * classes]); i += 1
-            } else {
-                h.append(otherHashes[j]); l.append(otherLabels[j])
-                z.append(contentsOf: otherLogits[j * classes ..< (j + 1) * classes]); j += 1
-            }
-        }
-        keptHashes = h; keptLabels = l; keptLogits = z
+        (keptHashes, keptLabels, keptLogits) = bottomK((keptHashes, keptLabels, keptLogits), other.folded())
     }
 
     /// Top-label confidences (T = 1) and correctness of the kept samples.
