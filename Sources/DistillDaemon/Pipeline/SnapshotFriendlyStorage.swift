@@ -28,18 +28,25 @@ struct IDShards<Value> {
     }
 
     @inline(__always)
-    static func shard(_ id: String) -> Int { Int(truncatingIfNeeded: StableHash.id(id) & 63) }
+    static func shard(_ id: String) -> Int { Int(truncatingIfNeeded: StableHash.id(id) % UInt64(shardCount)) }
 
     subscript(id: String) -> Value? {
         get { shards[Self.shard(id)][id] }
         set {
-            let s = Self.shard(id)
             if let newValue {
-                if shards[s].updateValue(newValue, forKey: id) == nil { count += 1 }
-            } else if shards[s].removeValue(forKey: id) != nil {
-                count -= 1
+                updateValue(newValue, forKey: id)
+            } else {
+                removeValue(forKey: id)
             }
         }
+    }
+
+    /// Sets the entry for `id` and returns the value it replaced (nil when `id` is new).
+    @discardableResult
+    mutating func updateValue(_ value: Value, forKey id: String) -> Value? {
+        let old = shards[Self.shard(id)].updateValue(value, forKey: id)
+        if old == nil { count += 1 }
+        return old
     }
 
     /// Removes and returns the entry for `id`.
@@ -78,12 +85,10 @@ struct IDSet: Sendable {
 
     func contains(_ id: String) -> Bool { shards[id] != nil }
 
-    /// True when `id` was not in the set.
+    /// True when `id` was not in the set (one lookup: replacing `()` with `()` changes nothing).
     @discardableResult
     mutating func insert(_ id: String) -> Bool {
-        if contains(id) { return false }
-        shards[id] = ()
-        return true
+        shards.updateValue((), forKey: id) == nil
     }
 
     mutating func remove(_ id: String) {
