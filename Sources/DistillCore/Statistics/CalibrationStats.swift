@@ -143,10 +143,12 @@ public struct CalibrationStats: Sendable, Codable, Equatable {
                                               count: c, meanConfidence: conf, accuracy: acc))
         }
         let classwise = n > 0 ? classwiseDifference.reduce(0) { $0 + abs($1) } / (n * Double(classes)) : nil
-        let (confs, correct) = sample.topLabel()
+        // Folded once: the confidences and the temperature fit read the same kept samples.
+        let kept = sample.folded()
+        let (confs, correct) = LogitSample.topLabel(labels: kept.labels, logits: kept.logits, classes: classes)
         let adaptive = confs.isEmpty ? nil
             : CalibrationMetrics.adaptiveCalibrationError(confidences: confs, correct: correct, bins: bins)
-        let fit = TemperatureScaling.fit(logits: sample.logits, labels: sample.labels.map(Int.init),
+        let fit = TemperatureScaling.fit(logits: kept.logits, labels: kept.labels.map(Int.init),
                                          classes: classes, range: temperatureRange)
         return CalibrationSummary(
             samples: n, accuracy: s.ratio(1, 0, level: level), ece: ece, adaptiveECE: adaptive,
@@ -297,7 +299,7 @@ public struct LogitSample: Sendable, Codable {
     }
 
     /// The kept and pending samples merged: the `capacity` smallest by (hash, arrival), ascending.
-    private func folded() -> (hashes: [UInt64], labels: [Int32], logits: [Float]) {
+    func folded() -> (hashes: [UInt64], labels: [Int32], logits: [Float]) {
         if pendingHashes.isEmpty { return (keptHashes, keptLabels, keptLogits) }
         // Stable: equal hashes stay in arrival order.
         let order = pendingHashes.indices.sorted { (pendingHashes[$0], $0) < (pendingHashes[$1], $1) }
@@ -338,8 +340,13 @@ public struct LogitSample: Sendable, Codable {
 
     /// Top-label confidences (T = 1) and correctness of the kept samples.
     public func topLabel() -> ([Double], [Bool]) {
-        var conf: [Double] = [], ok: [Bool] = []
         let (_, labels, logits) = folded()
+        return Self.topLabel(labels: labels, logits: logits, classes: classes)
+    }
+
+    /// `topLabel()` of folded arrays.
+    static func topLabel(labels: [Int32], logits: [Float], classes: Int) -> ([Double], [Bool]) {
+        var conf: [Double] = [], ok: [Bool] = []
         let count = labels.count
         conf.reserveCapacity(count); ok.reserveCapacity(count)
         logits.withUnsafeBufferPointer { z in
