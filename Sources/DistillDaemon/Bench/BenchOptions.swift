@@ -94,8 +94,7 @@ public struct BenchOptions: Sendable {
     /// (`EnginePhase`): the engine's ceiling on one core, beside the same mode over the broker.
     public var engineOnly = false
     /// Runs only the engine phases (`EnginePhase`) of the `monitor`/`full` configurations: no broker, no baselines over
-    /// Kafka, no daemon. For sizing the engine alone, and for instruction counts under `valgrind --tool=callgrind`,
-    /// which the broker and the feeder would drown.
+    /// Kafka, no daemon. For sizing and profiling the engine alone, without the broker's and the feeder's threads.
     public var engineAlone = false
     /// Runs the measured `distilld run` child on a CPU of its own and the benchmark and the broker on the others
     /// (`BenchAffinity`), from the first `monitor`/`full` phase on: the "one core for the pipeline". It moves
