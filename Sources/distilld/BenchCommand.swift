@@ -86,6 +86,18 @@ struct BenchCommand: AsyncParsableCommand {
             help: "fetch.wait.max.ms of every consumer, the pipeline's too (the mock broker holds empty fetches).")
     var fetchWaitMilliseconds: Int = 10
 
+    @Option(name: .customLong("consumer-property"), help: ArgumentHelp("""
+        A librdkafka property of every consumer, the pipeline's too (through its config's kafka: map), as \
+        KEY=VALUE; repeat for more (e.g. queued.max.messages.kbytes=16384).
+        """, valueName: "key=value"))
+    var consumerProperty: [String] = []
+
+    @Option(help: """
+        compression.codec of the generated stream's producer (none, gzip, snappy, lz4, zstd), as the upstream \
+        pipeline would set it: every consumer of the stream, the pipeline's too, decompresses it.
+        """)
+    var compression = "none"
+
     @Option(help: "Seed of the generated stream.")
     var seed: UInt64 = 1
 
@@ -142,6 +154,13 @@ struct BenchCommand: AsyncParsableCommand {
         o.rssEvery = rssEvery
         o.jsonDecoderSamples = jsonDecoderSamples
         o.fetchWaitMilliseconds = fetchWaitMilliseconds
+        o.compression = compression
+        for pair in consumerProperty {
+            guard let equals = pair.firstIndex(of: "=") else {
+                throw ValidationError("--consumer-property takes KEY=VALUE, got '\(pair)'")
+            }
+            o.consumerProperties[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+        }
         o.stateIntervalSeconds = stateInterval
         o.seed = seed
         o.broker = inProcessBroker ? .inProcess : .childProcess(executable: Self.executablePath)

@@ -81,6 +81,14 @@ public struct BenchOptions: Sendable {
     /// `fetch.wait.max.ms` of every consumer (the pipeline's included): the embedded broker holds an empty fetch
     /// this long even when data arrives meanwhile.
     public var fetchWaitMilliseconds = 10
+    /// More librdkafka properties of every consumer, the pipeline's too (its config's `kafka:` map, which its
+    /// producer also receives): `queued.max.messages.kbytes`, `fetch.max.bytes` and the like, to size a deployment's
+    /// own settings. `fetch.wait.max.ms` has an option of its own.
+    public var consumerProperties: [String: String] = [:]
+    /// `compression.codec` of the generated stream's producer: the upstream pipeline's choice, `none` by default as
+    /// in librdkafka and the Java client. A compressed feed is decompressed by every consumer of it, the daemon's
+    /// included, in librdkafka's broker thread: on the daemon's core.
+    public var compression = "none"
     /// The pipeline's `state.interval`, seconds (the daemon's default is 10): every interval it flushes its
     /// outputs, writes its state checkpoint and commits.
     public var stateIntervalSeconds = 10.0
@@ -119,6 +127,9 @@ public struct BenchOptions: Sendable {
         }
     }
 
+    /// The values `--compression` takes (librdkafka's `compression.codec`).
+    public static let compressionCodecs = ["none", "gzip", "snappy", "lz4", "zstd"]
+
     /// Checks every option; the message says which and what is allowed.
     public func validate() throws(BenchError) {
         func require(_ ok: Bool, _ message: String) throws(BenchError) {
@@ -143,6 +154,17 @@ public struct BenchOptions: Sendable {
         try require(probesPerSecond > 0, "--probes-per-second must be positive")
         try require(rssEvery >= 1, "--rss-every must be at least 1")
         try require((1...10_000).contains(fetchWaitMilliseconds), "--fetch-wait-ms must be in 1...10000")
+        try require(consumerProperties["fetch.wait.max.ms"] == nil,
+                    "--consumer-property: give fetch.wait.max.ms with --fetch-wait-ms")
+        for (key, value) in consumerProperties {
+            // Property names are lowercase words with dots; values go into the pipeline's YAML as quoted strings.
+            let name = key.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || ".-_".contains($0)) }
+            try require(!key.isEmpty && name && !value.isEmpty && !value.contains(where: { "\"\\\n".contains($0) }),
+                        "--consumer-property takes KEY=VALUE (a librdkafka property name, a value without quotes), "
+                            + "got '\(key)=\(value)'")
+        }
+        try require(Self.compressionCodecs.contains(compression),
+                    "--compression must be one of \(Self.compressionCodecs.joined(separator: ", "))")
         try require(stateIntervalSeconds >= 0.1, "--state-interval must be at least 0.1 s")
         try require(jsonDecoderSamples >= 1, "--json-decoder-samples must be at least 1")
         try require(!engineAlone || !modes.contains(.decode),

@@ -19,6 +19,8 @@ public struct BenchReport: Sendable, Codable {
         public var partitions: Int
         /// The pipeline's `state.interval`, s.
         public var stateIntervalSeconds: Double
+        /// `compression.codec` of the generated stream.
+        public var compression: String
         /// Mean JSON record size, bytes.
         public var meanRecordBytes: Double
         /// Mean protobuf record size, bytes, when protobuf records were measured.
@@ -168,7 +170,7 @@ public struct BenchReport: Sendable, Codable {
         lines.append("  labels \(Int(s.labelRate * 100))% (\(Int(s.lateLabelShare * 100))% of them late), "
                      + "event rate \(Int(s.eventRate)) samples/event-s, \(s.partitions) partitions, "
                      + String(format: "state.interval %.0f s, ", s.stateIntervalSeconds)
-                     + String(format: "%.0f", s.meanRecordBytes) + " B/record"
+                     + String(format: "%.0f", s.meanRecordBytes) + " B/record (\(s.compression))"
                      + (s.meanProtobufRecordBytes.map { String(format: " (protobuf %.0f B)", $0) } ?? "")
                      + ", broker \(s.broker), \(s.cpus) CPUs")
         if let pinning = s.pinning { lines.append("  CPUs: \(pinning)") }

@@ -131,7 +131,8 @@ public struct BenchRunner: Sendable {
             teacherVersions: options.teacherVersions, slices: options.slices, labelRate: options.labelRate,
             lateLabelShare: options.lateLabelShare, replicates: options.replicates,
             windows: "fast 1h/1m, drift 14d/1h", eventRate: options.eventRate, partitions: options.partitions,
-            stateIntervalSeconds: options.stateIntervalSeconds, meanRecordBytes: stream.meanRecordBytes(.json),
+            stateIntervalSeconds: options.stateIntervalSeconds, compression: options.compression,
+            meanRecordBytes: stream.meanRecordBytes(.json),
             meanProtobufRecordBytes: options.formats.contains(.protobuf) ? stream.meanRecordBytes(.protobuf) : nil,
             broker: options.engineAlone ? "none (--engine-alone)"
                 : options.broker == .inProcess ? "in-process" : "child process",
@@ -236,14 +237,18 @@ struct Context: Sendable {
     /// consume loops' and the output reader's. The embedded broker answers an empty fetch only after
     /// `fetch.wait.max.ms` (librdkafka's default: 500 ms) even when data arrives meanwhile, which a real broker does
     /// not do; without this, every latency would measure that wait.
-    var consumerProperties: [String: String] { ["fetch.wait.max.ms": String(options.fetchWaitMilliseconds)] }
+    /// `--consumer-property` adds to them.
+    var consumerProperties: [String: String] {
+        options.consumerProperties.merging(["fetch.wait.max.ms": String(options.fetchWaitMilliseconds)]) { $1 }
+    }
 
     /// The producer the feeder uses: the broker's properties with a bounded local queue, so its memory stays small
-    /// next to the pipeline's.
+    /// next to the pipeline's, and the stream's compression.
     func makeProducer() throws -> KafkaProducer {
         try KafkaProducer(
             properties: kafka.properties.merging(KafkaProperties([
                 "queue.buffering.max.kbytes": "32768", "queue.buffering.max.messages": "50000",
+                "compression.codec": options.compression,
             ])),
             logger: logger)
     }

@@ -32,7 +32,11 @@ struct BenchCommandTests {
     func smoke() async throws {
         var logger = Logger(label: "bench-test")
         logger.logLevel = .error
-        let report = try await BenchRunner(options: Self.options([.decode, .monitor, .full]), logger: logger).run()
+        // A compressed feed: every consumer, the pipeline's too, decompresses it.
+        var options = Self.options([.decode, .monitor, .full])
+        options.compression = "lz4"
+        let report = try await BenchRunner(options: options, logger: logger).run()
+        #expect(report.setup.compression == "lz4")
 
         #expect(report.jsonDecoder.samples == 50)
         #expect(report.jsonDecoder.samplesPerSecond > 0)
@@ -202,6 +206,42 @@ struct BenchCommandTests {
         o = Self.options([.full], students: [])
         #expect(throws: BenchError.self) { try o.validate() }
         #expect((try? Self.options([.decode]).validate()) != nil)
+        o = Self.options([.decode])
+        o.compression = "brotli"
+        let refused = #expect(throws: BenchError.self) { try o.validate() }
+        #expect(refused?.description.contains("--compression must be one of none, gzip, snappy, lz4, zstd") == true)
+        for codec in BenchOptions.compressionCodecs {
+            o.compression = codec
+            #expect((try? o.validate()) != nil, "\(codec) is librdkafka's")
+        }
+        o = Self.options([.decode])
+        o.consumerProperties = ["queued.max.messages.kbytes": "16384", "fetch.max.bytes": "4194304"]
+        #expect((try? o.validate()) != nil)
+        for bad in [["fetch.wait.max.ms": "5"], ["Queued Max": "1"], ["client.id": "a\"b"], ["client.id": ""]] {
+            o.consumerProperties = bad
+            let error = #expect(throws: BenchError.self, "\(bad)") { try o.validate() }
+            #expect(error?.description.contains("--") == true, "the message names the option")
+        }
+    }
+
+    @Test("--consumer-property reaches librdkafka: a value it refuses stops the run with librdkafka's reason")
+    func consumerPropertyReachesLibrdkafka() async throws {
+        var logger = Logger(label: "bench-test")
+        logger.logLevel = .critical
+        var options = Self.options([.decode])
+        options.latencySeconds = 0
+        options.consumerProperties = ["queued.max.messages.kbytes": "not-a-number"]
+        do {
+            _ = try await BenchRunner(options: options, logger: logger).run()
+            Issue.record("the run should have failed on the property")
+        } catch {
+            #expect("\(error)".contains("queued.max.messages.kbytes"), "\(error)")
+        }
+        // A value it accepts: the run completes and every sample is consumed.
+        options.consumerProperties = ["queued.max.messages.kbytes": "4096"]
+        let report = try await BenchRunner(options: options, logger: logger).run()
+        #expect(report.rawConsume?.samples == 1_500)
+        #expect(report.runs.allSatisfy { $0.processed == $0.produced })
     }
 
     @Test("the generated records decode, and probes are recognised")
