@@ -1,3 +1,4 @@
+import Foundation
 import KafkaClient
 import Testing
 
@@ -55,6 +56,54 @@ struct DeliveryTests {
         }
         await consumer.close()
         await producer.close()
+    }
+
+    @Test("pollOnThisThread: a consumer created and polled on a thread of its own gets every record once, in order")
+    func pollOnAThreadOfItsOwn() async throws {
+        let broker = try EmbeddedBroker(brokers: 1, logger: testLogger)
+        try broker.createTopic("own-thread", partitions: 4)
+        let producer = try KafkaProducer(properties: broker.clientProperties, logger: testLogger)
+        let count = 5_000
+        let reports = try await produceSequence(producer, topic: "own-thread", count: count)
+        await producer.close()
+        let properties = broker.clientProperties
+        let group = uniqueGroup("own-thread")
+        // The thread creates, subscribes and polls the consumer (as a pinned benchmark loop does), then hands it back.
+        let outcome: (KafkaConsumer?, [Int32: [(offset: Int64, seq: Int)]], String?) = await withCheckedContinuation {
+            continuation in
+            Thread {
+                do {
+                    let consumer = try KafkaConsumer(groupID: group, properties: properties, logger: testLogger)
+                    try consumer.subscribe(["own-thread"])
+                    var seen: [Int32: [(offset: Int64, seq: Int)]] = [:]
+                    var total = 0
+                    let deadline = Date().addingTimeInterval(60)
+                    while total < count && Date() < deadline {
+                        for m in try consumer.pollOnThisThread(maxMessages: 512, timeout: .milliseconds(100)).messages {
+                            seen[m.partition, default: []].append((m.offset, sequenceNumber(m)))
+                            total += 1
+                        }
+                    }
+                    continuation.resume(returning: (consumer, seen, nil))
+                } catch {
+                    continuation.resume(returning: (nil, [:], "\(error)"))
+                }
+            }.start()
+        }
+        let (consumer, seen, failure) = outcome
+        #expect(failure == nil)
+        var expected: [Int32: [(offset: Int64, seq: Int)]] = [:]
+        for (seq, report) in reports { expected[report.partition, default: []].append((report.offset, seq)) }
+        for p in expected.keys { expected[p]!.sort { $0.offset < $1.offset } }
+        #expect(seen.values.map(\.count).reduce(0, +) == count)
+        for (p, list) in expected {
+            #expect(seen[p]?.map(\.seq) == list.map(\.seq), "partition \(p): every record once, in produce order")
+        }
+        // Closed from the cooperative pool once the thread is done with it.
+        await consumer?.close()
+        #expect(throws: KafkaError.self, "a closed consumer refuses to poll") {
+            _ = try consumer?.pollOnThisThread(timeout: .zero)
+        }
     }
 
     @Test("Headers, keys and explicit partitions round-trip; delivery reports name the stored offset")

@@ -7,8 +7,9 @@ import Foundation
 /// broker on the others. Unpinned, the feeder's JSON generation and compression and the broker took CPU from the
 /// daemon on a 2-core machine, most of all in the latency phase, so "half the measured rate" was not half of anything.
 ///
-/// The baselines run before anything is pinned: the raw consume loop and the feeder share every CPU, so a ratio against
-/// raw consume compares one core's pipeline with a consume loop that had more than one (a conservative ratio).
+/// The raw consume baseline and `decode` get the same core: their consume loop runs on a thread of its own pinned
+/// there (`pinCurrentThread`), which creates the consumer, so librdkafka's threads inherit the CPU; the feeder and
+/// the broker stay on the others. A ratio against raw consume then compares one core with one core.
 struct BenchAffinity: Sendable {
     /// The CPU of the measured daemon.
     let pipelineCPU: Int
@@ -27,9 +28,9 @@ struct BenchAffinity: Sendable {
         return (BenchAffinity(pipelineCPU: cpus.last!, otherCPUs: Array(cpus.dropLast()), taskset: taskset), nil)
     }
 
-    /// "pipeline on CPU 1, the benchmark and the broker on CPU 0".
+    /// "pipeline and consume loops on CPU 1, the benchmark and the broker on CPU 0".
     var description: String {
-        "pipeline on CPU \(pipelineCPU), the benchmark and the broker on CPU "
+        "pipeline and consume loops on CPU \(pipelineCPU), the benchmark and the broker on CPU "
             + otherCPUs.map(String.init).joined(separator: ",")
     }
 
@@ -52,6 +53,34 @@ struct BenchAffinity: Sendable {
             throw BenchError.invalidOption("`\(taskset) -a -p` could not pin process \(pid) (status "
                                            + "\(process.terminationStatus))")
         }
+    }
+
+    /// Pins the calling thread to `pipelineCPU` (`taskset -p` of its thread id; glibc's `sched_setaffinity` does not
+    /// import into Swift). Threads it creates afterwards inherit the CPU.
+    func pinCurrentThread() throws {
+        // "/proc/thread-self" links to "<pid>/task/<tid>".
+        guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/thread-self"),
+              let tid = link.split(separator: "/").last.flatMap({ Int32($0) }) else {
+            throw BenchError.invalidOption("cannot tell this thread's id from /proc/thread-self")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: taskset)
+        process.arguments = ["-p", "-c", "\(pipelineCPU)", "\(tid)"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, Self.currentThreadCPUs() == [pipelineCPU] else {
+            throw BenchError.invalidOption("`\(taskset) -p` could not pin thread \(tid) to CPU \(pipelineCPU)")
+        }
+    }
+
+    /// The CPUs the calling thread may run on (`/proc/thread-self/status`).
+    static func currentThreadCPUs() -> [Int] {
+        guard let status = try? String(contentsOfFile: "/proc/thread-self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") })
+        else { return [] }
+        return parseCPUList(line.dropFirst("Cpus_allowed_list:".count))
     }
 
     /// The CPUs this process may run on, ascending (`Cpus_allowed_list` of `/proc/self/status`, e.g. "0-3,6").

@@ -32,15 +32,29 @@ struct ConsumePhase {
                               processed: { 0 })
         BenchMemory.resetPeak()
         let startRSS = Context.rssMegabytes
-        let consumer = try KafkaConsumer(
-            groupID: "bench-\(topics.samples)-\(UUID().uuidString.prefix(8))",
-            properties: context.kafka.properties.merging(KafkaProperties(context.consumerProperties)),
-            logger: context.logger)
-        try consumer.subscribe([topics.samples])
+        let groupID = "bench-\(topics.samples)-\(UUID().uuidString.prefix(8))"
+        let properties = context.kafka.properties.merging(KafkaProperties(context.consumerProperties))
+        let logger = context.logger
+        let samplesTopic = topics.samples
+        let makeConsumer: @Sendable () throws -> KafkaConsumer = {
+            let consumer = try KafkaConsumer(groupID: groupID, properties: properties, logger: logger)
+            try consumer.subscribe([samplesTopic])
+            return consumer
+        }
         let state = LoopState()
         let decoder = decode ? RecordDecoder(format: format, classes: o.classes, features: o.features) : nil
-        let loop = Task { try await Self.loop(consumer, decoder: decoder, classes: o.classes, state: state,
-                                               tracker: tracker) }
+        let loop: Task<KafkaConsumer, any Error>
+        if let affinity = context.affinity {
+            // One core, as the daemon gets: a thread of its own on the pipeline's CPU.
+            loop = Task { try await Self.pinnedLoop(affinity: affinity, makeConsumer: makeConsumer, decoder: decoder,
+                                                    classes: o.classes, state: state, tracker: tracker) }
+        } else {
+            let consumer = try makeConsumer()
+            loop = Task {
+                try await Self.loop(consumer, decoder: decoder, classes: o.classes, state: state, tracker: tracker)
+                return consumer
+            }
+        }
         var waited = 0.0
         var latencyResult: BenchReport.Latency?
         var produced = n
@@ -74,15 +88,14 @@ struct ConsumePhase {
             }
         } catch {
             state.stop()
-            _ = try? await loop.value
-            await consumer.close()
+            if let consumer = try? await loop.value { await consumer.close() }
             await producer.close()
             throw error
         }
         let peak = BenchMemory.peakBytes.map { Double($0) / 1e6 }
         tracker.finalRSS(samples: state.samples)
         state.stop()
-        try await loop.value
+        let consumer = try await loop.value
         await consumer.close()
         await producer.close()
         let seconds = Context.seconds(from: state.assignedAt, to: tracker.completed(n)!)
@@ -97,43 +110,91 @@ struct ConsumePhase {
     private static func loop(
         _ consumer: KafkaConsumer, decoder: RecordDecoder?, classes: Int, state: LoopState, tracker: ProbeTracker
     ) async throws {
-        var sample = DistillSample(classes: classes)
-        var samples = 0
-        var decoded = 0
+        var counter = BatchCounter(decoder: decoder, classes: classes)
         do {
             while !state.stopped {
-                let batch = try await consumer.poll(maxMessages: 2048, timeout: .milliseconds(100))
-                for event in batch.events {
-                    switch event {
-                    case .assigned:
-                        state.markAssigned()
-                    case .message(let m):
-                        if BenchProbe.looksLikeProbe(m.value) {
-                            state.publish(samples: samples, decoded: decoded)
-                            tracker.counted(samples)
-                            if let probe = BenchProbe(m.value) {
-                                tracker.saw(probe, at: DispatchTime.now().uptimeNanoseconds)
-                            }
-                            continue
-                        }
-                        samples += 1
-                        if let decoder {
-                            do {
-                                try decoder.decode(m.value, into: &sample)
-                                decoded += 1
-                            } catch {}
-                        }
-                    default:
-                        break
-                    }
-                }
-                state.publish(samples: samples, decoded: decoded)
-                tracker.counted(samples)
+                counter.count(try await consumer.poll(maxMessages: 2048, timeout: .milliseconds(100)), state: state,
+                              tracker: tracker)
             }
         } catch {
             state.fail(error)
             throw error
         }
+    }
+
+    /// `loop` on a thread of its own pinned to the pipeline's CPU. The thread creates the consumer, so librdkafka's
+    /// threads start there too. Returns the consumer to close; a failure is in `state`.
+    private static func pinnedLoop(
+        affinity: BenchAffinity, makeConsumer: @escaping @Sendable () throws -> KafkaConsumer, decoder: RecordDecoder?,
+        classes: Int, state: LoopState, tracker: ProbeTracker
+    ) async throws -> KafkaConsumer {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<KafkaConsumer, any Error>) in
+            let thread = Thread {
+                let consumer: KafkaConsumer
+                do {
+                    try affinity.pinCurrentThread()
+                    consumer = try makeConsumer()
+                } catch {
+                    state.fail(error)
+                    continuation.resume(throwing: error)
+                    return
+                }
+                var counter = BatchCounter(decoder: decoder, classes: classes)
+                do {
+                    while !state.stopped {
+                        counter.count(try consumer.pollOnThisThread(maxMessages: 2048, timeout: .milliseconds(100)),
+                                      state: state, tracker: tracker)
+                    }
+                } catch {
+                    state.fail(error)
+                }
+                continuation.resume(returning: consumer)
+            }
+            thread.name = "bench-consume"
+            thread.start()
+        }
+    }
+}
+
+/// What a consume loop counts: samples, decoded samples (into one reused sample), and the probes among them.
+private struct BatchCounter {
+    let decoder: RecordDecoder?
+    var sample: DistillSample
+    var samples = 0
+    var decoded = 0
+
+    init(decoder: RecordDecoder?, classes: Int) {
+        self.decoder = decoder
+        sample = DistillSample(classes: classes)
+    }
+
+    mutating func count(_ batch: ConsumerBatch, state: LoopState, tracker: ProbeTracker) {
+        for event in batch.events {
+            switch event {
+            case .assigned:
+                state.markAssigned()
+            case .message(let m):
+                if BenchProbe.looksLikeProbe(m.value) {
+                    state.publish(samples: samples, decoded: decoded)
+                    tracker.counted(samples)
+                    if let probe = BenchProbe(m.value) {
+                        tracker.saw(probe, at: DispatchTime.now().uptimeNanoseconds)
+                    }
+                    continue
+                }
+                samples += 1
+                if let decoder {
+                    do {
+                        try decoder.decode(m.value, into: &sample)
+                        decoded += 1
+                    } catch {}
+                }
+            default:
+                break
+            }
+        }
+        state.publish(samples: samples, decoded: decoded)
+        tracker.counted(samples)
     }
 }
 

@@ -55,11 +55,10 @@ public struct BenchRunner: Sendable {
         let broker = options.engineAlone ? nil : try BenchBroker(
             options.broker, topics: (rawTopics + runTopics).flatMap(\.specs), directory: directory, logger: logger)
         defer { broker?.stop() }
-        // One core for the measured daemon, from the first pipeline phase on (`BenchAffinity`).
+        // One core for the measured daemon and for the consume loops of raw consume and decode (`BenchAffinity`).
         var affinity: BenchAffinity?
         var pinning: String?
-        if case .childProcess = options.pipeline, options.pinPipeline, !options.engineAlone,
-           options.modes.contains(where: { $0 != .decode }) {
+        if case .childProcess = options.pipeline, options.pinPipeline, !options.engineAlone {
             let (plan, why) = BenchAffinity.plan()
             affinity = plan
             pinning = plan?.description ?? "not pinned: \(why ?? "unknown")"
@@ -74,6 +73,11 @@ public struct BenchRunner: Sendable {
         let json = try jsonDecoderBaseline(stream)
         say(String(format: "  %@ samples/s", json.samplesPerSecond.grouped))
 
+        if let affinity {
+            try affinity.pinElsewhere()
+            if let pid = broker?.pid { try affinity.pinElsewhere(pid: pid) }
+            say("pinned: \(affinity.description)")
+        }
         var rawBaselines: [RecordFormat: BenchReport.Baseline] = [:]
         for (format, topics) in zip(options.formats, rawTopics) where !options.engineAlone {
             let name = format == .json ? "raw consume" : "raw consume (\(format.rawValue))"
@@ -87,14 +91,7 @@ public struct BenchRunner: Sendable {
         let rawBaseline = rawBaselines[.json] ?? rawBaselines[options.formats[0]]
 
         var results: [BenchReport.RunResult] = []
-        var pinned = false
         for (run, topics) in zip(runs, runTopics) {
-            if let affinity, run.mode != .decode, !pinned {
-                try affinity.pinElsewhere()
-                if let pid = broker?.pid { try affinity.pinElsewhere(pid: pid) }
-                say("pinned: \(affinity.description)")
-                pinned = true
-            }
             say("\(run): \(options.samples.grouped) samples")
             var result: BenchReport.RunResult
             if run.mode == .decode {
@@ -309,13 +306,17 @@ final class ProbeTracker: Sendable {
     /// for its own partition, so this may run ahead of partitions that lag (progress and completion use it).
     var processed: Int { state.withLock { $0.processed } }
 
-    /// Samples known to be processed in every partition: the exact count, or else the probes of the partition that
-    /// lags most. The feeder's flow control uses it: a partition left behind under a backlog would otherwise be fed
-    /// past the embedded broker's retention, which drops its oldest records unread.
+    /// Samples known to be processed in every partition: the probes of the partition that lags most (no more than
+    /// an exact count, where a consume loop keeps one), or the exact count until every partition has shown a probe.
+    /// The feeder's flow control uses it: a partition left behind under a backlog would otherwise be fed past the
+    /// embedded broker's retention, which drops its oldest records unread. An exact count over all partitions does
+    /// not protect it: a one-core consume loop fell 6,644 samples behind in one partition that way.
     var processedEverywhere: Int {
         state.withLock { s in
-            let probed = s.partitionFloor.count == partitions ? s.partitionFloor.values.min() ?? 0 : 0
-            return max(s.counted, probed)
+            guard s.partitionFloor.count == partitions, let floor = s.partitionFloor.values.min() else {
+                return s.counted
+            }
+            return s.counted > 0 ? min(s.counted, floor) : floor
         }
     }
 

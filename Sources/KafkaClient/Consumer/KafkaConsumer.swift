@@ -100,6 +100,16 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// `poll` on the calling thread, which it blocks: for a caller that owns a thread (a benchmark's consume loop on
+    /// a pinned CPU, with librdkafka's threads created from it). Never call it while a `poll` or `close` runs.
+    public func pollOnThisThread(maxMessages: Int = 1024, timeout: Duration = .milliseconds(100))
+        throws(KafkaError) -> ConsumerBatch {
+        guard !closed.load(ordering: .acquiring) else {
+            throw KafkaError(.closed, reason: "the consumer is closed", hint: "create a new consumer")
+        }
+        return KafkaConsumer.pollBlocking(handle, maxMessages: maxMessages, timeoutMs: timeout.milliseconds)
+    }
+
     private static func pollBlocking(_ rk: RdKafkaHandle, maxMessages: Int, timeoutMs: Int32) -> ConsumerBatch {
         var events: [ConsumerEvent] = []
         var messages = 0

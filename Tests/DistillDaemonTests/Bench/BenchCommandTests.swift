@@ -1,7 +1,9 @@
 import DistillCore
 import DistillWire
+import Dispatch
 import Foundation
 import Logging
+import Synchronization
 import Testing
 
 @testable import DistillDaemon
@@ -176,6 +178,61 @@ struct BenchCommandTests {
         #expect(try allowed(pinned.processIdentifier) == "\(affinity.pipelineCPU)")
         let others = try allowed(other.processIdentifier)
         #expect(BenchAffinity.parseCPUList(others) == affinity.otherCPUs, "moved to \(others)")
+
+        // A consume loop's thread: pinned alone (this test's other threads keep their CPUs), and a thread it starts
+        // afterwards, as librdkafka's are, inherits the CPU.
+        let before = BenchAffinity.currentThreadCPUs()
+        let seen = Mutex<(pinned: [Int], child: [Int], error: String?)>(([], [], nil))
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            do {
+                try affinity.pinCurrentThread()
+                let pinnedCPUs = BenchAffinity.currentThreadCPUs()
+                let childDone = DispatchSemaphore(value: 0)
+                let child = Thread {
+                    let cpus = BenchAffinity.currentThreadCPUs()
+                    seen.withLock { $0.child = cpus }
+                    childDone.signal()
+                }
+                child.start()
+                childDone.wait()
+                seen.withLock { $0.pinned = pinnedCPUs }
+            } catch {
+                seen.withLock { $0.error = "\(error)" }
+            }
+            done.signal()
+        }
+        thread.start()
+        done.wait()
+        let result = seen.withLock { $0 }
+        #expect(result.error == nil)
+        #expect(result.pinned == [affinity.pipelineCPU])
+        #expect(result.child == [affinity.pipelineCPU])
+        #expect(BenchAffinity.currentThreadCPUs() == before, "only the consume thread moved")
+    }
+
+    @Test("flow control follows the partition that lags most, even where a consume loop counts exactly")
+    func flowControlFollowsTheSlowestPartition() {
+        let tracker = ProbeTracker(partitions: 2, rssEvery: 1_000_000, rss: { nil })
+        func probe(_ before: Int, _ partition: Int32) -> BenchProbe {
+            BenchProbe(producedBefore: before, partition: partition, sentNanos: 0, isEnd: false, timed: false)
+        }
+        tracker.counted(1_000)
+        // Until every partition has shown a probe, only the exact count is known.
+        #expect(tracker.processedEverywhere == 1_000)
+        tracker.saw(probe(900, 0), at: 1)
+        #expect(tracker.processedEverywhere == 1_000)
+        // Partition 1 is far behind: the feeder must wait for it, whatever the total says.
+        tracker.saw(probe(300, 1), at: 2)
+        #expect(tracker.processedEverywhere == 300)
+        tracker.saw(probe(990, 1), at: 3)
+        #expect(tracker.processedEverywhere == 900)
+        // A pipeline run has no exact count: the probes alone.
+        let pipeline = ProbeTracker(partitions: 2, rssEvery: 1_000_000, rss: { nil })
+        #expect(pipeline.processedEverywhere == 0)
+        pipeline.saw(probe(500, 0), at: 1)
+        pipeline.saw(probe(700, 1), at: 2)
+        #expect(pipeline.processedEverywhere == 500)
     }
 
     @Test("the daemon as a `distilld run` child: every sample ingested, RSS read from the child's /proc entry")
