@@ -11,7 +11,7 @@ import Synchronization
 /// Every blocking librdkafka call runs on the consumer's own serial dispatch queue, so `poll` never blocks Swift's
 /// cooperative pool. Rebalances come back from `poll` as events in order with the messages.
 public final class KafkaConsumer: Sendable {
-    private let handle: RdKafkaHandle
+    let handle: RdKafkaHandle
     /// Serialises the poll loop and close; librdkafka serves the rebalance callback on it.
     private let pollQueue = DispatchQueue(label: "distilld.kafka.consumer.poll")
     /// Runs blocking control calls (commit, seek, watermarks) without waiting behind a long poll.
@@ -448,9 +448,12 @@ public final class KafkaConsumer: Sendable {
                 _ = rk.context.drainEvents()
                 finished.resume()
             }
+            // The logger, not the handle: holding the handle here kept librdkafka's threads alive for `timeout`
+            // after every close.
+            let logger = rk.context.logger
             DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.milliseconds))) {
                 if finished.resume() {
-                    rk.context.logger.error(
+                    logger.error(
                         "consumer close did not finish within \(timeout): no broker answered; leaving the client open (offsets not committed are redelivered)")
                 }
             }
