@@ -15,9 +15,7 @@ struct DeliveryTests {
         #expect(reports.count == count)
 
         // What the producer was told, per partition, in offset order.
-        var expected: [Int32: [(offset: Int64, seq: Int)]] = [:]
-        for (seq, report) in reports { expected[report.partition, default: []].append((report.offset, seq)) }
-        for p in expected.keys { expected[p]!.sort { $0.offset < $1.offset } }
+        let expected = deliveredByPartition(reports)
         #expect(expected.count == 8, "the key spreads records over all 8 partitions")
         // Same-key records are produced in sequence order, so delivery offsets must be in sequence order per key.
         for (_, list) in expected {
@@ -92,9 +90,7 @@ struct DeliveryTests {
         }
         let (consumer, seen, failure) = outcome
         #expect(failure == nil)
-        var expected: [Int32: [(offset: Int64, seq: Int)]] = [:]
-        for (seq, report) in reports { expected[report.partition, default: []].append((report.offset, seq)) }
-        for p in expected.keys { expected[p]!.sort { $0.offset < $1.offset } }
+        let expected = deliveredByPartition(reports)
         #expect(seen.values.map(\.count).reduce(0, +) == count)
         for (p, list) in expected {
             #expect(seen[p]?.map(\.seq) == list.map(\.seq), "partition \(p): every record once, in produce order")

@@ -54,6 +54,14 @@ private func enqueue(
 }
 
 /// The sequence number in a "seq-N" value.
+/// What the producer was told for each sequence number, per partition, in offset order.
+func deliveredByPartition(_ reports: [Int: DeliveryReport]) -> [Int32: [(offset: Int64, seq: Int)]] {
+    var out: [Int32: [(offset: Int64, seq: Int)]] = [:]
+    for (seq, report) in reports { out[report.partition, default: []].append((report.offset, seq)) }
+    for p in out.keys { out[p]!.sort { $0.offset < $1.offset } }
+    return out
+}
+
 func sequenceNumber(_ message: KafkaMessage) -> Int {
     Int(String(decoding: message.value, as: UTF8.self).dropFirst(4))!
 }
