@@ -42,16 +42,9 @@ struct BenchAffinity: Sendable {
     /// Moves every thread of process `pid` (this process by default) to `otherCPUs` (`taskset -a -p`). Threads created
     /// later inherit their creator's mask, so the process stays there.
     func pinElsewhere(pid: Int32 = getpid()) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: taskset)
-        process.arguments = ["-a", "-p", "-c", otherCPUs.map(String.init).joined(separator: ","), "\(pid)"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw BenchError.invalidOption("`\(taskset) -a -p` could not pin process \(pid) (status "
-                                           + "\(process.terminationStatus))")
+        let status = try runTaskset(["-a", "-p", "-c", otherCPUs.map(String.init).joined(separator: ","), "\(pid)"])
+        guard status == 0 else {
+            throw BenchError.invalidOption("`\(taskset) -a -p` could not pin process \(pid) (status \(status))")
         }
     }
 
@@ -63,29 +56,33 @@ struct BenchAffinity: Sendable {
               let tid = link.split(separator: "/").last.flatMap({ Int32($0) }) else {
             throw BenchError.invalidOption("cannot tell this thread's id from /proc/thread-self")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: taskset)
-        process.arguments = ["-p", "-c", "\(pipelineCPU)", "\(tid)"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0, Self.currentThreadCPUs() == [pipelineCPU] else {
+        let status = try runTaskset(["-p", "-c", "\(pipelineCPU)", "\(tid)"])
+        guard status == 0, Self.currentThreadCPUs() == [pipelineCPU] else {
             throw BenchError.invalidOption("`\(taskset) -p` could not pin thread \(tid) to CPU \(pipelineCPU)")
         }
     }
 
-    /// The CPUs the calling thread may run on (`/proc/thread-self/status`).
-    static func currentThreadCPUs() -> [Int] {
-        guard let status = try? String(contentsOfFile: "/proc/thread-self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") })
-        else { return [] }
-        return parseCPUList(line.dropFirst("Cpus_allowed_list:".count))
+    /// Runs `taskset` with `arguments`, silently; returns its exit status.
+    private func runTaskset(_ arguments: [String]) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: taskset)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
     }
 
-    /// The CPUs this process may run on, ascending (`Cpus_allowed_list` of `/proc/self/status`, e.g. "0-3,6").
-    static func usableCPUs() -> [Int] {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+    /// The CPUs the calling thread may run on.
+    static func currentThreadCPUs() -> [Int] { allowedCPUs(status: "/proc/thread-self/status") }
+
+    /// The CPUs this process may run on, ascending.
+    static func usableCPUs() -> [Int] { allowedCPUs(status: "/proc/self/status") }
+
+    /// `Cpus_allowed_list` of a `/proc` status file (e.g. "0-3,6"), ascending; empty where it cannot be read.
+    static func allowedCPUs(status path: String) -> [Int] {
+        guard let status = try? String(contentsOfFile: path, encoding: .utf8),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") })
         else { return [] }
         return parseCPUList(line.dropFirst("Cpus_allowed_list:".count))

@@ -64,10 +64,10 @@ final class BenchBroker: @unchecked Sendable {
     /// Client properties for this broker.
     var properties: KafkaProperties { KafkaProperties(["bootstrap.servers": bootstrapServers]) }
 
-    /// Stops the child process (SIGTERM, then waits for it).
     /// The child process's pid (nil in process).
     var pid: Int32? { child?.processIdentifier }
 
+    /// Stops the child process (SIGTERM, then waits for it).
     func stop() {
         guard let child, child.isRunning else { return }
         child.terminate()

@@ -104,9 +104,10 @@ public struct BenchOptions: Sendable {
     /// Runs only the engine phases (`EnginePhase`) of the `monitor`/`full` configurations: no broker, no baselines over
     /// Kafka, no daemon. For sizing and profiling the engine alone, without the broker's and the feeder's threads.
     public var engineAlone = false
-    /// Runs the measured `distilld run` child on a CPU of its own and the benchmark and the broker on the others
-    /// (`BenchAffinity`), from the first `monitor`/`full` phase on: the "one core for the pipeline". It moves
-    /// every thread of this process, so it is off here (tests and other embedders) and on by default in the CLI.
+    /// Runs the measured `distilld run` child and the consume loops of raw consume and `decode` on a CPU of their own,
+    /// and the benchmark and the broker on the others (`BenchAffinity`), from the raw consume baseline on: the
+    /// issue's "one core for the pipeline". It moves every thread of this process, so it is off here (tests and other
+    /// embedders) and on by default in the CLI.
     public var pinPipeline = false
     /// Directory for the pipeline's state checkpoints and the broker's files (a fresh temporary one by default).
     public var workDirectory: String?

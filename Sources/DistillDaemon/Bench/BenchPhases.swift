@@ -43,17 +43,10 @@ struct ConsumePhase {
         }
         let state = LoopState()
         let decoder = decode ? RecordDecoder(format: format, classes: o.classes, features: o.features) : nil
-        let loop: Task<KafkaConsumer, any Error>
-        if let affinity = context.affinity {
-            // One core, as the daemon gets: a thread of its own on the pipeline's CPU.
-            loop = Task { try await Self.pinnedLoop(affinity: affinity, makeConsumer: makeConsumer, decoder: decoder,
-                                                    classes: o.classes, state: state, tracker: tracker) }
-        } else {
-            let consumer = try makeConsumer()
-            loop = Task {
-                try await Self.loop(consumer, decoder: decoder, classes: o.classes, state: state, tracker: tracker)
-                return consumer
-            }
+        let affinity = context.affinity
+        let loop = Task {
+            try await Self.loop(pinnedTo: affinity, makeConsumer: makeConsumer, decoder: decoder, classes: o.classes,
+                                state: state, tracker: tracker)
         }
         var waited = 0.0
         var latencyResult: BenchReport.Latency?
@@ -106,33 +99,19 @@ struct ConsumePhase {
             peakRSSMegabytes: peak, rss: tracker.rss, outputs: [:], unexpectedDeadLetters: 0)
     }
 
-    /// Polls until stopped: counts samples (decoding them when there is a decoder) and hands probes to `tracker`.
+    /// Polls until stopped on a thread of its own: counts samples (decoding them when there is a decoder) and hands
+    /// probes to `tracker`. With `affinity`, the thread is pinned to the pipeline's CPU before it creates the
+    /// consumer, so librdkafka's threads start there too (one core, as the daemon gets). Returns the consumer to
+    /// close; a failure is in `state`.
     private static func loop(
-        _ consumer: KafkaConsumer, decoder: RecordDecoder?, classes: Int, state: LoopState, tracker: ProbeTracker
-    ) async throws {
-        var counter = BatchCounter(decoder: decoder, classes: classes)
-        do {
-            while !state.stopped {
-                counter.count(try await consumer.poll(maxMessages: 2048, timeout: .milliseconds(100)), state: state,
-                              tracker: tracker)
-            }
-        } catch {
-            state.fail(error)
-            throw error
-        }
-    }
-
-    /// `loop` on a thread of its own pinned to the pipeline's CPU. The thread creates the consumer, so librdkafka's
-    /// threads start there too. Returns the consumer to close; a failure is in `state`.
-    private static func pinnedLoop(
-        affinity: BenchAffinity, makeConsumer: @escaping @Sendable () throws -> KafkaConsumer, decoder: RecordDecoder?,
-        classes: Int, state: LoopState, tracker: ProbeTracker
+        pinnedTo affinity: BenchAffinity?, makeConsumer: @escaping @Sendable () throws -> KafkaConsumer,
+        decoder: RecordDecoder?, classes: Int, state: LoopState, tracker: ProbeTracker
     ) async throws -> KafkaConsumer {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<KafkaConsumer, any Error>) in
             let thread = Thread {
                 let consumer: KafkaConsumer
                 do {
-                    try affinity.pinCurrentThread()
+                    try affinity?.pinCurrentThread()
                     consumer = try makeConsumer()
                 } catch {
                     state.fail(error)

@@ -217,7 +217,7 @@ struct Context: Sendable {
     let stream: SyntheticStream
     /// The embedded broker; nil with `--engine-alone`, where only `EnginePhase` runs.
     let broker: BenchBroker?
-    /// Where the measured daemon runs (nil: unpinned).
+    /// The CPU of the measured daemon and of the consume loops (nil: unpinned).
     let affinity: BenchAffinity?
     let directory: String
     let recordBytes: Double

@@ -146,6 +146,8 @@ struct BenchCommandTests {
     func pinning() throws {
         let cpus = BenchAffinity.usableCPUs()
         #expect(!cpus.isEmpty && cpus == cpus.sorted())
+        #expect(BenchAffinity.parseCPUList("0-3,6") == [0, 1, 2, 3, 6])
+        #expect(BenchAffinity.parseCPUList(" 5 ,1-2") == [1, 2, 5])
         let (plan, why) = BenchAffinity.plan()
         guard let affinity = plan else {
             // One CPU (or no taskset): nothing to pin, and the report says why.
@@ -153,11 +155,7 @@ struct BenchCommandTests {
             return
         }
         #expect(affinity.pipelineCPU == cpus.last && affinity.otherCPUs == Array(cpus.dropLast()))
-        func allowed(_ pid: Int32) throws -> String {
-            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-            let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") })
-            return line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces)
-        }
+        func allowed(_ pid: Int32) -> [Int] { BenchAffinity.allowedCPUs(status: "/proc/\(pid)/status") }
         // `sleep` stands in for `distilld run`: taskset execs it on the pipeline's CPU, under the same pid.
         let (command, arguments) = affinity.pipelineCommand("/bin/sleep", ["20"])
         let pinned = Process()
@@ -175,9 +173,9 @@ struct BenchCommandTests {
         let deadline = Date().addingTimeInterval(10)
         while (try? String(contentsOfFile: "/proc/\(pinned.processIdentifier)/comm", encoding: .utf8))?
             .hasPrefix("sleep") != true && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        #expect(try allowed(pinned.processIdentifier) == "\(affinity.pipelineCPU)")
-        let others = try allowed(other.processIdentifier)
-        #expect(BenchAffinity.parseCPUList(others) == affinity.otherCPUs, "moved to \(others)")
+        #expect(allowed(pinned.processIdentifier) == [affinity.pipelineCPU])
+        let others = allowed(other.processIdentifier)
+        #expect(others == affinity.otherCPUs, "moved to \(others)")
 
         // A consume loop's thread: pinned alone (this test's other threads keep their CPUs), and a thread it starts
         // afterwards, as librdkafka's are, inherits the CPU.
