@@ -150,6 +150,45 @@ struct GroupTests {
         await producer.close()
     }
 
+    @Test("High watermarks of many partitions, asked while the consumer fetches: exact, and one round trip for all")
+    func highWatermarksInOneRoundTrip() async throws {
+        let broker = try EmbeddedBroker(logger: testLogger)
+        let topic = "ends"
+        try broker.createTopic(topic, partitions: 16)
+        let producer = try KafkaProducer(properties: broker.clientProperties, logger: testLogger)
+        // Partition p holds p records (partition 0 none).
+        for p in 0..<16 {
+            for i in 0..<p {
+                try producer.send(ProducerRecord(topic: topic, partition: Int32(p), value: Array("r\(i)".utf8))) { _ in }
+            }
+        }
+        try await producer.flush(timeout: .seconds(10))
+        let consumer = try KafkaConsumer(groupID: uniqueGroup("ends"), properties: broker.clientProperties,
+                                         logger: testLogger)
+        let partitions = (0..<16).map { TopicPartition(topic, Int32($0)) }
+        try consumer.assign(Dictionary(uniqueKeysWithValues: partitions.map { ($0, KafkaOffset.end) }))
+        _ = try await consumer.poll(timeout: .milliseconds(300))  // fetching: a fetch waits at the broker
+        let expected = Dictionary(uniqueKeysWithValues: partitions.map { ($0, Int64($0.partition)) })
+        #expect(try await consumer.highWatermarks(partitions + [partitions[3]]) == expected, "a repeat is asked once")
+        #expect(try await consumer.highWatermarks([]) == [:])
+
+        // 400 ms per response: partition by partition the 16 answers took at least 6.4 s (each also queued behind the
+        // consumer's fetch); in one request they fit a 3 s budget with room to spare for a loaded machine.
+        try broker.setLatency(broker: 1, milliseconds: 400)
+        let started = ContinuousClock.now
+        let ends = try await consumer.highWatermarks(partitions, timeout: .seconds(3))
+        let took = ContinuousClock.now - started
+        print("figure: high watermarks partitions=16 rtt=400ms took=\(took)")
+        #expect(ends == expected)
+        #expect(took < .seconds(3))
+        try broker.setLatency(broker: 1, milliseconds: 0)
+        await #expect(throws: KafkaError.self, "a partition the topic does not have") {
+            try await consumer.highWatermarks([TopicPartition(topic, 99)], timeout: .seconds(2))
+        }
+        await consumer.close()
+        await producer.close()
+    }
+
     @Test("markDone on a partition that is not assigned is refused with a clear error")
     func markDoneUnassignedFails() async throws {
         let broker = try EmbeddedBroker(logger: testLogger)

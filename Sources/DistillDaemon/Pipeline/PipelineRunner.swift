@@ -123,7 +123,7 @@ final class PipelineRunner {
         if !config.scaleOut.enabled { try await readBackAlerts(into: engine) }
         health.stateRestored()
         try await catchUpRegistry()
-        try await scaleOut?.start()
+        try await scaleOut?.start(engine: engine)
         var topics = [config.topics.samples]
         if let labels = config.topics.labels { topics.append(labels) }
         inputs.setStartOffsets(resumeAt)

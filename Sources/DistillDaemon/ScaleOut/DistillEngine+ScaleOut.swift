@@ -48,7 +48,8 @@ struct MergeBook: Codable, Sendable {
 
 /// What the merging instance checkpoints to the merge topic.
 struct MergeState: Codable, Sendable {
-    static let currentFormat = 1
+    /// 2: the student book keeps the newest average's weights (shares carry progress since their base).
+    static let currentFormat = 2
     var formatVersion = currentFormat
     var configRevision: String
     var windows: DistillWindowSet

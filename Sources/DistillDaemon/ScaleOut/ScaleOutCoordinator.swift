@@ -48,6 +48,7 @@ final class ScaleOutCoordinator {
         let partials: KafkaConsumer
         var assembler = ChunkAssembler()
         var next: [Int32: Int64]
+        var rounds: AveragingRoundPacer
     }
 
     init(config: DistillConfig, properties: KafkaProperties, producer: KafkaProducer, metrics: DistillMetrics,
@@ -61,15 +62,18 @@ final class ScaleOutCoordinator {
         self.send = send
         self.publish = publish
         self.readBackAlerts = readBackAlerts
-        lease = try KafkaConsumer(groupID: config.consumerGroup + ".merge", properties: properties, logger: logger)
+        // Short fetch waits here too: the merger's end-offset queries go through this consumer's connection and wait
+        // behind its fetch in flight.
+        lease = try KafkaConsumer(groupID: config.consumerGroup + ".merge",
+                                  properties: properties.withDefaults(Self.internalFetch), logger: logger)
         // The next merger reads back the alerts already published: let what this one sent land before it can start.
         lease.beforeRevoke { _ in _ = producer.flushBlocking(timeout: .seconds(10)) }
         averages = try KafkaConsumer(groupID: config.consumerGroup + ".averages",
                                      properties: properties.withDefaults(Self.internalFetch), logger: logger)
     }
 
-    /// Learns the partition counts and joins the merge-lease group.
-    func start() async throws {
+    /// Learns the partition counts, joins the merge-lease group and starts the student from the newest average.
+    func start(engine: DistillEngine) async throws {
         let topics = config.topics
         samplesPartitions = Int32(try await lease.partitionCount(of: topics.samples))
         partialsPartitions = Int32(try await lease.partitionCount(of: topics.partials))
@@ -88,7 +92,10 @@ final class ScaleOutCoordinator {
         }
         lease.setStartOffsets([TopicPartition(topics.merge, 0): KafkaOffset.end])
         try lease.subscribe([topics.merge])
-        if config.student.enabled { try averages.assign([TopicPartition(topics.merge, 0): KafkaOffset.beginning]) }
+        if config.student.enabled {
+            try await startFromNewestAverage(engine)
+            try averages.assign([TopicPartition(topics.merge, 0): KafkaOffset.beginning])
+        }
         logger.info("scale-out: stage 1 on owned partitions; merge lease requested", metadata: [
             "samples_partitions": "\(samplesPartitions)", "partials_partitions": "\(partialsPartitions)"])
     }
@@ -143,19 +150,40 @@ final class ScaleOutCoordinator {
         return out
     }
 
+    /// An instance that joins starts from the newest average, not from the initial weights: its shares are then
+    /// progress over what the other instances learned, not a second copy of it.
+    private func startFromNewestAverage(_ engine: DistillEngine) async throws {
+        var assembler = ChunkAssembler()
+        var newest: StudentAverage?
+        let complete = try await readToEnd([TopicPartition(config.topics.merge, 0): KafkaOffset.beginning]) { m in
+            guard let average = decodeAverage(m, &assembler) else { return }
+            if average.round > (newest?.round ?? 0) { newest = average }
+        }
+        if !complete {
+            logger.warning("\(config.topics.merge): not read to its end within 30 s; the student starts from the newest average found so far")
+        }
+        if let newest { engine.adoptAverage(newest, writer: writer) }
+    }
+
+    /// A student average once its last chunk has arrived; nil for other records (an undecodable one is logged).
+    private func decodeAverage(_ message: KafkaMessage, _ assembler: inout ChunkAssembler) -> StudentAverage? {
+        guard let record = ScaleOutRecord(bytes: message.value), record.kind == .average,
+              let bytes = assembler.add(record) else { return nil }
+        do {
+            return try StateBinaryDecoder().decode(StudentAverage.self, from: bytes)
+        } catch {
+            logger.error("merge topic: undecodable student average at offset \(message.offset): \(error)")
+            return nil
+        }
+    }
+
     /// Adopts the newest student average the merger published, if there is one since the last call.
     func adoptAverages(into engine: DistillEngine) async throws {
         guard config.student.enabled else { return }
         var newest: StudentAverage?
         for message in try await averages.poll(maxMessages: 256, timeout: .zero).messages {
-            guard let record = ScaleOutRecord(bytes: message.value), record.kind == .average,
-                  let bytes = averageChunks.add(record) else { continue }
-            do {
-                let average = try StateBinaryDecoder().decode(StudentAverage.self, from: bytes)
-                if average.round > (newest?.round ?? 0) { newest = average }
-            } catch {
-                logger.error("merge topic: undecodable student average at offset \(message.offset): \(error)")
-            }
+            guard let average = decodeAverage(message, &averageChunks) else { continue }
+            if average.round > (newest?.round ?? 0) { newest = average }
         }
         if let newest { engine.adoptAverage(newest, writer: writer) }
     }
@@ -242,7 +270,9 @@ final class ScaleOutCoordinator {
                     outputs += m.engine.handleProgress(
                         try StateBinaryDecoder().decode(PartitionProgress.self, from: bytes))
                 default:
-                    m.engine.handleShare(try StateBinaryDecoder().decode(StudentShare.self, from: bytes))
+                    let share = try StateBinaryDecoder().decode(StudentShare.self, from: bytes)
+                    m.engine.handleShare(share)
+                    m.rounds.shareArrived(from: share.writer, at: .now)
                 }
             } catch {
                 logger.error("partials: undecodable record", metadata: [
@@ -278,10 +308,14 @@ final class ScaleOutCoordinator {
     /// pane an open window needs, so it is large; writing it less often than the instance checkpoints keeps the merge
     /// topic's volume down, at the cost of re-folding a few seconds of partials after a takeover.
     func mergeCheckpointRecords(final: Bool) throws -> [ProducerRecord]? {
-        guard let merger else { return nil }
+        guard var merger else { return nil }
         var out: [ProducerRecord] = []
-        // Model averaging runs with the merger's checkpoint: the average goes out before the state recording it.
-        if let (average, outputs) = merger.engine.averageStudents(at: merger.engine.windows.inputWatermark ?? 0) {
+        // Model averaging runs with the merger's checkpoint, when a round is due: the average goes out before the
+        // state recording it.
+        if final || merger.rounds.roundDue(waiting: merger.engine.waitingShareWriters, at: .now),
+           let (average, outputs) = merger.engine.averageStudents(at: merger.engine.windows.inputWatermark ?? 0) {
+            merger.rounds.roundMade(at: .now)
+            self.merger = merger
             try publish(outputs)
             out += try records(average, kind: .average, partition: -1, topic: config.topics.merge, topicPartition: 0,
                                key: "average")
@@ -315,17 +349,18 @@ final class ScaleOutCoordinator {
         // The last complete merge state.
         var assembler = ChunkAssembler()
         var last: PublishedMergeState?
-        var lastRound: UInt64 = 0
+        var averageAssembler = ChunkAssembler()
+        var newestAverage: StudentAverage?
         let complete = try await readToEnd([TopicPartition(config.topics.merge, 0): KafkaOffset.beginning]) { m in
-            guard let record = ScaleOutRecord(bytes: m.value), record.kind == .merge || record.kind == .average,
+            // Averages published after the last state: the next round adds to the newest of them.
+            if let average = decodeAverage(m, &averageAssembler) {
+                if average.round > (newestAverage?.round ?? 0) { newestAverage = average }
+                return
+            }
+            guard let record = ScaleOutRecord(bytes: m.value), record.kind == .merge,
                   let bytes = assembler.add(record) else { return }
             do {
-                if record.kind == .average {
-                    // Averages published after the last state: the next round must be newer than all of them.
-                    lastRound = max(lastRound, try StateBinaryDecoder().decode(StudentAverage.self, from: bytes).round)
-                } else {
-                    last = try StateBinaryDecoder().decode(PublishedMergeState.self, from: bytes)
-                }
+                last = try StateBinaryDecoder().decode(PublishedMergeState.self, from: bytes)
             } catch {
                 logger.error("merge topic: undecodable merge state at offset \(m.offset): \(error)")
             }
@@ -334,7 +369,7 @@ final class ScaleOutCoordinator {
             throw DaemonError.state("could not read \(config.topics.merge) to its end within 30 s to take over merging")
         }
         if let last { try engine.restoreMerge(last.state) }
-        engine.studentBook.round = max(engine.studentBook.round, lastRound)
+        engine.resumeAveraging(after: newestAverage)
         lastMergeState = ContinuousClock.now
         try await readBackAlerts(engine)
         // The registry, from its beginning, before any partial: group keys and calibration need it.
@@ -351,7 +386,8 @@ final class ScaleOutCoordinator {
             starts[TopicPartition(config.topics.partials, p)] = last?.partialsNext[p] ?? KafkaOffset.beginning
         }
         try consumer.assign(starts)
-        merger = Merger(engine: engine, partials: consumer, next: last?.partialsNext ?? [:])
+        merger = Merger(engine: engine, partials: consumer, next: last?.partialsNext ?? [:],
+                        rounds: AveragingRoundPacer(checkpointInterval: .milliseconds(config.state.intervalMillis)))
         conflictingPartials = engine.conflictingPartials
         metrics.setMerging(true)
         logger.notice("merge lease taken: this instance merges", metadata: [

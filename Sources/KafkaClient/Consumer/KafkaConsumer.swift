@@ -334,19 +334,30 @@ public final class KafkaConsumer: Sendable {
         return high >= 0 ? high : nil
     }
 
-    /// The partitions' high watermarks as the broker reports them now (a round trip each, never the cache).
+    /// The partitions' high watermarks as the broker reports them now (never the cache): one ListOffsets request per
+    /// leader for all of them, and `timeout` bounds the whole call. (Asked one partition at a time, each query waited
+    /// behind this consumer's fetch in flight on the same connection, up to `fetch.wait.max.ms` apiece: the merge stage
+    /// stalled for seconds.)
     public func highWatermarks(_ partitions: [TopicPartition], timeout: Duration = .seconds(5)) async throws(KafkaError)
         -> [TopicPartition: Int64] {
+        let unique = Array(Set(partitions))
+        guard !unique.isEmpty else { return [:] }
         let rk = handle
         let ms = timeout.milliseconds
         let result: Result<[TopicPartition: Int64], KafkaError> = await onControlQueue {
+            // Offsets by timestamp, with the "latest" timestamp (-1) for each: the broker answers the log end offset.
+            let list = TopicPartitionList(unique, offset: KafkaOffset.end)
+            let err = rd_kafka_offsets_for_times(rk.pointer, list.pointer, ms)
+            if let error = KafkaError.from(err, .consume, "query high watermarks of \(unique.count) partition(s)") {
+                return .failure(error)
+            }
             var out: [TopicPartition: Int64] = [:]
-            for tp in partitions {
-                var low: Int64 = -1
-                var high: Int64 = -1
-                let err = rd_kafka_query_watermark_offsets(rk.pointer, tp.topic, tp.partition, &low, &high, ms)
-                if let error = KafkaError.from(err, .consume, "query watermarks of \(tp)") { return .failure(error) }
-                out[tp] = high
+            for (tp, offset, error) in list.elements {
+                if let error {
+                    return .failure(KafkaError(.consume, code: error,
+                                               reason: "query high watermark of \(tp): \(error.message)"))
+                }
+                out[tp] = offset
             }
             return .success(out)
         }

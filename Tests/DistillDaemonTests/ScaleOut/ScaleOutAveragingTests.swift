@@ -100,6 +100,17 @@ extension HeavyKafkaTests {
                 if averaged >= records.count { break }
             }
             for instance in instances { try await instance.stop() }
+            // Each round still on the merge topic, for a failure's diagnosis (a round of one share means the other's was
+            // late).
+            var chunks = ChunkAssembler()
+            for m in try await readAll("distill.merge", partitions: 1, bootstrap: broker.bootstrapServers) {
+                guard let record = ScaleOutRecord(bytes: m.value), record.kind == .average,
+                      let bytes = chunks.add(record) else { continue }
+                let a = try StateBinaryDecoder().decode(StudentAverage.self, from: bytes)
+                print(String(format: "figure: averaging round=%d shares=%d samples=%d agreement=%.4f", Int(a.round),
+                             a.contributors.count, a.samples,
+                             try Self.agreement(ema: a.ema, config: config, samples: holdout, version: "distilbert-v2")))
+            }
             let average = try #require(newest)
             let averagedAgreement = try Self.agreement(ema: average.ema, config: config, samples: holdout,
                                                        version: "distilbert-v2")
@@ -108,8 +119,9 @@ extension HeavyKafkaTests {
                          + "agreement_single=%.4f agreement_averaged=%.4f margin=0.03",
                          Int(average.round), averaged, checkpoints.count, singleAgreement, averagedAgreement))
             #expect(averaged >= records.count, "every sample trained a share that was averaged")
-            // Rounds: 2–4 in this machine's runs, and pacing the stream twice as slowly did not double them.
-            #expect(average.round >= 2, "more than one averaging round")
+            // Rounds: 6–8 in this machine's runs, with and without two busy loops beside the test (2–4 while the merger's
+            // end-offset queries stalled its loop for seconds).
+            #expect(average.round >= 3, "averaging rounds while the stream flows")
             #expect(!checkpoints.isEmpty, "the merger publishes the averaged student")
         let last = try StudentCheckpoint(safetensors: try #require(checkpoints.last).value)
         #expect(last.metadata.teacherVersions.contains("distilbert-v2"), "it names the teachers the workers used")
