@@ -94,7 +94,7 @@ final class ScaleOutCoordinator {
         try lease.subscribe([topics.merge])
         if config.student.enabled {
             try await startFromNewestAverage(engine)
-            try averages.assign([TopicPartition(topics.merge, 0): KafkaOffset.beginning])
+            try averages.assign([TopicPartition(topics.merge, 0): KafkaOffset.tail(Self.mergeTail)])
         }
         logger.info("scale-out: stage 1 on owned partitions; merge lease requested", metadata: [
             "samples_partitions": "\(samplesPartitions)", "partials_partitions": "\(partialsPartitions)"])
@@ -151,19 +151,33 @@ final class ScaleOutCoordinator {
     }
 
     /// An instance that joins starts from the newest average, not from the initial weights: its shares are then
-    /// progress over what the other instances learned, not a second copy of it.
+    /// progress over what the other instances learned, not a second copy of it. The newest average is a published
+    /// one or, after a quiet spell without rounds, the one the last merge state holds; both are near the topic's end.
     private func startFromNewestAverage(_ engine: DistillEngine) async throws {
-        var assembler = ChunkAssembler()
+        var averageChunks = ChunkAssembler(), stateChunks = ChunkAssembler()
         var newest: StudentAverage?
-        let complete = try await readToEnd([TopicPartition(config.topics.merge, 0): KafkaOffset.beginning]) { m in
-            guard let average = decodeAverage(m, &assembler) else { return }
-            if average.round > (newest?.round ?? 0) { newest = average }
+        let start = [TopicPartition(config.topics.merge, 0): KafkaOffset.tail(Self.mergeTail)]
+        let complete = try await readToEnd(start) { m in
+            var found = decodeAverage(m, &averageChunks)
+            if found == nil, let record = ScaleOutRecord(bytes: m.value), record.kind == .merge,
+               let bytes = stateChunks.add(record),
+               let state = try? StateBinaryDecoder().decode(PublishedMergeState.self, from: bytes),
+               let global = state.state.student.global {
+                let book = state.state.student
+                found = StudentAverage(round: book.round, trained: global.trained, ema: global.ema, samples: 0,
+                                       contributors: [:], samplesTotal: book.samplesTotal)
+            }
+            if let found, found.round > (newest?.round ?? 0) { newest = found }
         }
         if !complete {
             logger.warning("\(config.topics.merge): not read to its end within 30 s; the student starts from the newest average found so far")
         }
         if let newest { engine.adoptAverage(newest, writer: writer) }
     }
+
+    /// How many records from the merge topic's end an instance reads for the newest average: at most one merge state
+    /// (a few chunks) separates two averages, and a merge state is written every few seconds.
+    static let mergeTail: Int64 = 1024
 
     /// A student average once its last chunk has arrived; nil for other records (an undecodable one is logged).
     private func decodeAverage(_ message: KafkaMessage, _ assembler: inout ChunkAssembler) -> StudentAverage? {

@@ -129,5 +129,72 @@ extension HeavyKafkaTests {
             #expect(singleAgreement > 0.8, "the reference student learned the teacher")
             #expect(averagedAgreement >= singleAgreement - 0.03)
         }
+    
+        @Test("An instance that joins starts from the newest average on the merge topic: a published one, or the one a merge state holds",
+              .enabled(if: inProcessScaleOut, "DISTILLD_SKIP_INPROCESS_SCALEOUT is set"),
+              arguments: ["average", "merge state"])
+        func joiningInstanceStartsFromNewestAverage(_ source: String) async throws {
+            let broker = try DaemonEndToEndTests.brokerWithTopics(samplePartitions: HeavyKafkaTests.ScaleOutTests.partitions)
+            let config = try Self.config(broker, group: "join-\(source.prefix(1))", scaleOut: true)
+            let root = packageRoot.appendingPathComponent("streams/examples").path
+            let teachers = try JSONLReplayer(path: root + "/rotation-teachers.jsonl", topic: "teachers").records()
+            let records = try JSONLReplayer(path: root + "/rotation.jsonl", topic: "samples").records()
+
+            // Round 7, learned elsewhere: a worker engine's weights after 400 samples, averaged by a merger engine.
+            let worker = try DistillEngine(config: config, role: .worker)
+            worker.partitionsAssigned([0])
+            let merger = try DistillEngine(config: config, role: .merger)
+            for (i, t) in teachers.enumerated() {
+                let at = InputPosition(topic: "teachers", partition: 0, offset: Int64(i))
+                _ = worker.handleTeacher(t, key: nil, at: at)
+                _ = merger.handleTeacher(t, key: nil, at: at)
+            }
+            for (i, r) in records.prefix(400).enumerated() {
+                _ = worker.handleSample(r, key: nil, at: InputPosition(topic: "samples", partition: 0, offset: Int64(i)))
+            }
+            merger.studentBook.round = 6
+            merger.handleShare(try #require(worker.studentShare(writer: 99)))
+            let (average, _) = try #require(merger.averageStudents(at: 0))
+            #expect(average.round == 7)
+            let value: [UInt8], kind: ScaleOutRecord.Kind
+            if source == "average" {
+                (value, kind) = (try StateBinaryEncoder().encode(average), .average)
+            } else {
+                let state = PublishedMergeState(state: merger.mergeState(), partialsNext: [:])
+                (value, kind) = (try StateBinaryEncoder().encode(state), .merge)
+            }
+            let producer = try KafkaProducer(properties: broker.clientProperties, logger: DaemonEndToEndTests.quiet)
+            for t in teachers { try producer.send(ProducerRecord(topic: "teachers", partition: 0, value: t)) { _ in } }
+            for chunk in ScaleOutRecord.chunks(of: value, kind: kind, partition: -1,
+                                               token: ScaleOutToken(writer: 99, sequence: 1)) {
+                try producer.send(ProducerRecord(topic: "distill.merge", partition: 0, value: chunk.bytes)) { _ in }
+            }
+            try await producer.flush(timeout: .seconds(10))
+
+            let instance = ScaleOutInstance(config: config, name: "join")
+            for (i, r) in records.dropFirst(400).prefix(800).enumerated() {
+                try producer.send(ProducerRecord(topic: "samples", partition: Int32(i % 8), value: r)) { _ in }
+            }
+            try await producer.flush(timeout: .seconds(10))
+            await producer.close()
+            // The instance's first share names the round it started from. (A published average would also reach it through
+            // the loop's reader while it joins the group, before it learns anything; a merge state only at start.)
+            var first: StudentShare?
+            let deadline = ContinuousClock.now + .seconds(45)
+            while first == nil && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .seconds(1))
+                var chunks = ChunkAssembler()
+                for m in try await readAll("distill.partials", partitions: 32, bootstrap: broker.bootstrapServers) {
+                    guard let record = ScaleOutRecord(bytes: m.value), record.kind == .student,
+                          let bytes = chunks.add(record) else { continue }
+                    let share = try StateBinaryDecoder().decode(StudentShare.self, from: bytes)
+                    if share.sequence == 1 { first = share }
+                }
+            }
+            try await instance.stop()
+            let share = try #require(first)
+            print("figure: joined source=\(source) first_share_based_on=\(share.basedOn) samples=\(share.samples)")
+            #expect(share.basedOn == 7, "started from round 7, not from the initial weights (round 0)")
+        }
     }
 }
