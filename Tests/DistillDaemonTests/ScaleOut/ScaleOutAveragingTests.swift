@@ -43,6 +43,19 @@ extension HeavyKafkaTests {
             return Double(hits) / Double(samples.count)
         }
 
+        /// Every complete value of `kind` on a scale-out topic, decoded, in offset order.
+        static func values<T: Decodable>(_: T.Type, kind: ScaleOutRecord.Kind, topic: String, partitions: Int32,
+                                         broker: EmbeddedBroker) async throws -> [T] {
+            var chunks = ChunkAssembler()
+            var out: [T] = []
+            for m in try await readAll(topic, partitions: partitions, bootstrap: broker.bootstrapServers) {
+                guard let record = ScaleOutRecord(bytes: m.value), record.kind == kind,
+                      let bytes = chunks.add(record) else { continue }
+                out.append(try StateBinaryDecoder().decode(T.self, from: bytes))
+            }
+            return out
+        }
+
         @Test("Two instances, each training on its partitions and adopting the merger's weighted average: the averaged student agrees with the teacher within 0.03 of one instance trained on all the data",
               .enabled(if: inProcessScaleOut, "DISTILLD_SKIP_INPROCESS_SCALEOUT is set"))
         func averagedStudentIsNoWorse() async throws {
@@ -87,14 +100,12 @@ extension HeavyKafkaTests {
             let deadline = ContinuousClock.now + .seconds(60)
             while ContinuousClock.now < deadline {
                 try await Task.sleep(for: .seconds(1))
-                var assembler = ChunkAssembler()
                 // Only the newest matters (it counts every round's samples): older ones may have left the embedded
                 // broker's 5 MiB.
-                for m in try await readAll("distill.merge", partitions: 1, bootstrap: broker.bootstrapServers) {
-                    guard let record = ScaleOutRecord(bytes: m.value), record.kind == .average,
-                          let bytes = assembler.add(record) else { continue }
-                    let average = try StateBinaryDecoder().decode(StudentAverage.self, from: bytes)
-                    if average.round > (newest?.round ?? 0) { newest = average }
+                for average in try await Self.values(StudentAverage.self, kind: .average, topic: "distill.merge",
+                                                     partitions: 1, broker: broker)
+                where average.round > (newest?.round ?? 0) {
+                    newest = average
                 }
                 averaged = newest?.samplesTotal ?? 0
                 if averaged >= records.count { break }
@@ -102,11 +113,8 @@ extension HeavyKafkaTests {
             for instance in instances { try await instance.stop() }
             // Each round still on the merge topic, for a failure's diagnosis (a round of one share means the other's was
             // late).
-            var chunks = ChunkAssembler()
-            for m in try await readAll("distill.merge", partitions: 1, bootstrap: broker.bootstrapServers) {
-                guard let record = ScaleOutRecord(bytes: m.value), record.kind == .average,
-                      let bytes = chunks.add(record) else { continue }
-                let a = try StateBinaryDecoder().decode(StudentAverage.self, from: bytes)
+            for a in try await Self.values(StudentAverage.self, kind: .average, topic: "distill.merge", partitions: 1,
+                                           broker: broker) {
                 print(String(format: "figure: averaging round=%d shares=%d samples=%d agreement=%.4f", Int(a.round),
                              a.contributors.count, a.samples,
                              try Self.agreement(ema: a.ema, config: config, samples: holdout, version: "distilbert-v2")))
@@ -183,13 +191,8 @@ extension HeavyKafkaTests {
             let deadline = ContinuousClock.now + .seconds(45)
             while first == nil && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .seconds(1))
-                var chunks = ChunkAssembler()
-                for m in try await readAll("distill.partials", partitions: 32, bootstrap: broker.bootstrapServers) {
-                    guard let record = ScaleOutRecord(bytes: m.value), record.kind == .student,
-                          let bytes = chunks.add(record) else { continue }
-                    let share = try StateBinaryDecoder().decode(StudentShare.self, from: bytes)
-                    if share.sequence == 1 { first = share }
-                }
+                first = try await Self.values(StudentShare.self, kind: .student, topic: "distill.partials",
+                                              partitions: 32, broker: broker).first { $0.sequence == 1 }
             }
             try await instance.stop()
             let share = try #require(first)
