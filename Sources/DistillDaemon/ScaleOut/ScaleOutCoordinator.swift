@@ -156,21 +156,24 @@ final class ScaleOutCoordinator {
     private func startFromNewestAverage(_ engine: DistillEngine) async throws {
         var averageChunks = ChunkAssembler(), stateChunks = ChunkAssembler()
         var newest: StudentAverage?
+        var lastState: [UInt8]?  // decoded once, at the end: a merge state can be large
         let start = [TopicPartition(config.topics.merge, 0): KafkaOffset.tail(Self.mergeTail)]
         let complete = try await readToEnd(start) { m in
-            var found = decodeAverage(m, &averageChunks)
-            if found == nil, let record = ScaleOutRecord(bytes: m.value), record.kind == .merge,
-               let bytes = stateChunks.add(record),
-               let state = try? StateBinaryDecoder().decode(PublishedMergeState.self, from: bytes),
-               let global = state.state.student.global {
-                let book = state.state.student
-                found = StudentAverage(round: book.round, trained: global.trained, ema: global.ema, samples: 0,
-                                       contributors: [:], samplesTotal: book.samplesTotal)
+            if let average = decodeAverage(m, &averageChunks) {
+                if average.round > (newest?.round ?? 0) { newest = average }
+            } else if let record = ScaleOutRecord(bytes: m.value), record.kind == .merge,
+                      let bytes = stateChunks.add(record) {
+                lastState = bytes
             }
-            if let found, found.round > (newest?.round ?? 0) { newest = found }
         }
         if !complete {
             logger.warning("\(config.topics.merge): not read to its end within 30 s; the student starts from the newest average found so far")
+        }
+        if let lastState, let state = try? StateBinaryDecoder().decode(PublishedMergeState.self, from: lastState),
+           let global = state.state.student.global, state.state.student.round > (newest?.round ?? 0) {
+            let book = state.state.student
+            newest = StudentAverage(round: book.round, trained: global.trained, ema: global.ema, samples: 0,
+                                    contributors: [:], samplesTotal: book.samplesTotal)
         }
         if let newest { engine.adoptAverage(newest, writer: writer) }
     }
