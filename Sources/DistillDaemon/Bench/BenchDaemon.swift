@@ -195,7 +195,7 @@ final class ChildDaemon: BenchDaemon, @unchecked Sendable {
         if let failure { throw failure }
         process.terminate()
         let deadline = ContinuousClock.now + .seconds(120)
-        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        while process.isRunning && ContinuousClock.now < deadline { await pauseIgnoringCancellation(.milliseconds(20)) }
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             throw BenchError.incomplete("`distilld run` did not stop within 120 s of SIGTERM; its log: \(logPath)")

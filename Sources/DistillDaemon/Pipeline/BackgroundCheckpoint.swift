@@ -108,7 +108,7 @@ struct CheckpointWriter: Sendable {
             switch ledger.status(through: job.epoch) {
             case .acknowledged: break acknowledged
             case .failed(let error): return .deliveryFailed(error)
-            case .pending: try? await Task.sleep(for: .milliseconds(2))
+            case .pending: await pauseIgnoringCancellation(.milliseconds(2))  // no commit before the acknowledgments
             }
         }
         // 2. The state is durable.

@@ -148,8 +148,9 @@ public final class KafkaProducer: Sendable {
                     }
                 }
                 return try result.get()
-            } catch let error as KafkaError where error.code == .queueFull {
-                try? await Task.sleep(for: .milliseconds(2))
+            } catch let queueFull as KafkaError where queueFull.code == .queueFull {
+                // Not enqueued: a cancelled caller gets the error rather than a retry loop that never suspends.
+                do { try await Task.sleep(for: .milliseconds(2)) } catch { throw queueFull }
             } catch let error as KafkaError {
                 throw error
             } catch {

@@ -265,7 +265,11 @@ extension HeavyKafkaTests {
                                                      metrics: metrics)
                         let group = ServiceGroup(configuration: .init(services: [service], logger: DaemonEndToEndTests.quiet))
                         let watcher = Task {
-                            while !supervisor.stopping { try? await Task.sleep(for: .milliseconds(100)) }
+                            // Cancelled once its daemon stopped: a cancelled sleep returns at once, so without the
+                            // check this loop spun on a pool thread; two restarts took both threads and the run hung.
+                            while !supervisor.stopping && !Task.isCancelled {
+                                try? await Task.sleep(for: .milliseconds(100))
+                            }
                             await group.triggerGracefulShutdown()
                         }
                         do { try await group.run() } catch {

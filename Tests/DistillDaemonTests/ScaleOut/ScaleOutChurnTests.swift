@@ -58,7 +58,7 @@ final class ScaleOutProcess {
     func terminate(within: Duration = .seconds(30)) async -> Bool {
         process.terminate()
         let deadline = ContinuousClock.now + within
-        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        while process.isRunning && ContinuousClock.now < deadline { await pauseIgnoringCancellation(.milliseconds(50)) }
         guard !process.isRunning else {
             print("\(name) still running \(within) after SIGTERM: killed")
             killNine()
