@@ -157,8 +157,13 @@ extension DistillEngine {
                               ema: mix(newest.ema, initial.ema, share.emaProgress))
     }
 
+    /// Merger: the shares a round would average (those with samples behind them), by writer.
+    private var waitingShares: [StudentShare] {
+        studentBook.shares.values.filter { $0.samples > 0 }.sorted { $0.writer < $1.writer }
+    }
+
     /// Merger: the workers with a share not averaged yet.
-    var waitingShareWriters: Set<UInt64> { Set(studentBook.shares.values.filter { $0.samples > 0 }.map(\.writer)) }
+    var waitingShareWriters: Set<UInt64> { Set(waitingShares.map(\.writer)) }
 
     /// The merger keeps the latest share per worker.
     func handleShare(_ share: StudentShare) {
@@ -173,7 +178,7 @@ extension DistillEngine {
     /// in scale-out).
     func averageStudents(at eventTime: Int64) -> (StudentAverage, [EngineOutput])? {
         guard role == .merger, let distiller else { return nil }
-        let shares = studentBook.shares.values.filter { $0.samples > 0 }.sorted { $0.writer < $1.writer }
+        let shares = waitingShares
         let total = shares.reduce(0) { $0 + $1.samples }
         guard total > 0 else { return nil }
         studentBook.shares.removeAll()

@@ -93,8 +93,9 @@ final class ScaleOutCoordinator {
         lease.setStartOffsets([TopicPartition(topics.merge, 0): KafkaOffset.end])
         try lease.subscribe([topics.merge])
         if config.student.enabled {
-            try await startFromNewestAverage(engine)
-            try averages.assign([TopicPartition(topics.merge, 0): KafkaOffset.tail(Self.mergeTail)])
+            // The averages reader goes on from where the start read stopped, not over the same tail again.
+            let next = try await startFromNewestAverage(engine)
+            try averages.assign([TopicPartition(topics.merge, 0): next ?? KafkaOffset.tail(Self.mergeTail)])
         }
         logger.info("scale-out: stage 1 on owned partitions; merge lease requested", metadata: [
             "samples_partitions": "\(samplesPartitions)", "partials_partitions": "\(partialsPartitions)"])
@@ -153,12 +154,15 @@ final class ScaleOutCoordinator {
     /// An instance that joins starts from the newest average, not from the initial weights: its shares are then
     /// progress over what the other instances learned, not a second copy of it. The newest average is a published
     /// one or, after a quiet spell without rounds, the one the last merge state holds; both are near the topic's end.
-    private func startFromNewestAverage(_ engine: DistillEngine) async throws {
+    /// Returns the offset after the last record read, when the read reached the end.
+    private func startFromNewestAverage(_ engine: DistillEngine) async throws -> Int64? {
         var averageChunks = ChunkAssembler(), stateChunks = ChunkAssembler()
         var newest: StudentAverage?
         var lastState: [UInt8]?  // decoded once, at the end: a merge state can be large
+        var next: Int64?
         let start = [TopicPartition(config.topics.merge, 0): KafkaOffset.tail(Self.mergeTail)]
         let complete = try await readToEnd(start) { m in
+            next = m.offset + 1
             if let average = decodeAverage(m, &averageChunks) {
                 if average.round > (newest?.round ?? 0) { newest = average }
             } else if let record = ScaleOutRecord(bytes: m.value), record.kind == .merge,
@@ -176,6 +180,7 @@ final class ScaleOutCoordinator {
                                     contributors: [:], samplesTotal: book.samplesTotal)
         }
         if let newest { engine.adoptAverage(newest, writer: writer) }
+        return complete ? next : nil
     }
 
     /// How many records from the merge topic's end an instance reads for the newest average: at most one merge state
