@@ -102,6 +102,8 @@ public struct BenchReport: Sendable, Codable {
         /// Engine-only runs: the engine state's encoded size at the end, MB, in all and for its largest parts (what a
         /// state checkpoint writes).
         public var stateMegabytes: [String: Double]? = nil
+        /// Engine-only runs: how long encoding that whole state took, ms (a checkpoint's encoding, on one thread).
+        public var stateEncodeMilliseconds: Double? = nil
         /// Pipeline runs: the daemon's own sample counters at its stop (`ingested`, `late`, `duplicate`, `dead
         /// letters`, the probes' included), which tell where samples that were produced but not processed went.
         public var daemonCounters: [String: Int]? = nil
@@ -222,7 +224,8 @@ public struct BenchReport: Sendable, Codable {
                     + "retention before the pipeline read them)"
             }
             if let state = r.stateMegabytes, let total = state["total"] {
-                detail += String(format: "; engine state %.1f MB (", total)
+                detail += String(format: "; engine state %.1f MB", total)
+                    + (r.stateEncodeMilliseconds.map { String(format: " encoded in %.0f ms", $0) } ?? "") + " ("
                     + state.filter { $0.key != "total" }.sorted { $0.value > $1.value }
                         .map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", ") + ")"
             }

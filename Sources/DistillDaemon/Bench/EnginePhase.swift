@@ -112,8 +112,11 @@ struct EnginePhase {
         // What the state checkpoint would hold now, and its largest parts.
         let state = engine.state()
         func megabytes<T: Encodable>(_ value: T) throws -> Double { Double(try StateBinaryEncoder().encode(value).count) / 1e6 }
+        let encodeStart = ContinuousClock.now
+        let total = try megabytes(state)
+        let encodeTime = ContinuousClock.now - encodeStart
         let stateMegabytes = [
-            "total": try megabytes(state), "windows": try megabytes(state.windows),
+            "total": total, "windows": try megabytes(state.windows),
             "label join": try megabytes(state.labelJoin), "recent ids": try megabytes(state.recentIDs),
         ]
         let ingested = engine.counters.samplesIngested
@@ -127,6 +130,8 @@ struct EnginePhase {
             preloaded: true, producerWaitedSeconds: 0, latency: nil, startRSSMegabytes: startRSS,
             peakRSSMegabytes: BenchMemory.peakBytes.map { Double($0) / 1e6 }, rss: [],
             outputs: ["engine outputs": outputs], unexpectedDeadLetters: 0, stateMegabytes: stateMegabytes,
+            stateEncodeMilliseconds: Double(encodeTime.components.seconds) * 1e3
+                + Double(encodeTime.components.attoseconds) / 1e15,
             recordTimes: .init(
                 p50Microseconds: Double(times.valueAtPercentile(50)) / 1e3,
                 p99Microseconds: Double(times.valueAtPercentile(99)) / 1e3,

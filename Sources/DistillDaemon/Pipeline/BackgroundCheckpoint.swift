@@ -97,8 +97,6 @@ struct CheckpointWriter: Sendable {
     let hooks: DistillServiceHooks
     let metrics: DistillMetrics
     let logger: Logger
-    /// The size of the last engine state encoded, bytes: the next one reserves it and an eighth more up front.
-    let lastStateBytes = Locked(0)
 
     /// Runs `job` to its end; never throws: the outcome says what happened.
     func complete(_ job: CheckpointJob) async -> CheckpointOutcome {
@@ -113,7 +111,6 @@ struct CheckpointWriter: Sendable {
         }
         // 2. The state is durable.
         let store = self.store
-        let lastStateBytes = self.lastStateBytes
         let written: Result<StateWriteReceipt, any Error> = await Self.onOwnThread {
             Result {
                 let offsets = Dictionary(uniqueKeysWithValues: job.offsets.map {
@@ -122,8 +119,10 @@ struct CheckpointWriter: Sendable {
                 let checkpoint = StateCheckpoint(
                     sequence: store.nextSequence, createdAtMilliseconds: StateStore.systemMilliseconds(),
                     configRevision: job.configRevision, writerVersion: DistillService.version, offsets: offsets,
-                    sections: [StateSection(name: "engine", bytes: try Self.encode(job.engine, last: lastStateBytes))])
-                return try store.write(checkpoint)
+                    sections: [])
+                // Encoded into the file as it is written: held whole, the encoding added the state's size to the
+                // daemon's peak memory at every checkpoint.
+                return try store.write(checkpoint, streaming: [StateStreamedSection(name: "engine", value: job.engine)])
             }
         }
         let receipt: StateWriteReceipt
@@ -137,14 +136,6 @@ struct CheckpointWriter: Sendable {
         logger.debug("checkpoint", metadata: [
             "took": "\(ContinuousClock.now - started)", "bytes": "\(receipt.bytes)", "partitions": "\(committed)"])
         return .written(receipt)
-    }
-
-    /// The engine state's bytes, reserving the last size plus an eighth (no doubling copies while it grows).
-    static func encode(_ state: DistillEngine.EngineState, last: Locked<Int>) throws -> [UInt8] {
-        let previous = last.withLock { $0 }
-        let bytes = try DistillEngine.encode(state, capacity: previous + previous / 8)
-        last.withLock { $0 = bytes.count }
-        return bytes
     }
 
     /// Stores and commits offsets whose state is durable; returns how many partitions. Partitions no longer assigned

@@ -615,8 +615,8 @@ extension DistillEngine {
     }
 
     /// A state taken by ``state()`` as the checkpoint's bytes.
-    static func encode(_ state: EngineState, capacity: Int = 1 << 16) throws -> [UInt8] {
-        try StateBinaryEncoder(capacity: capacity).encode(state)
+    static func encode(_ state: EngineState) throws -> [UInt8] {
+        try StateBinaryEncoder().encode(state)
     }
 
     /// Restores a snapshot. Window and trigger configuration come from the current config (thresholds may have

@@ -108,6 +108,24 @@ struct StateFileSink: StateByteSink {
         }
     }
 
+    /// Patches bytes still in the buffer in place and the rest with `pwrite`, which leaves the file offset alone.
+    mutating func overwrite(at offset: Int, with bytes: [UInt8]) throws {
+        let buffered = Int(written)
+        precondition(offset >= 0 && offset + bytes.count <= buffered + buffer.count, "overwrite past the end")
+        var done = 0
+        while done < bytes.count && offset + done < buffered {
+            let count = try bytes.withUnsafeBytes { raw in
+                try StateAtomicFile.mapping(path, "pwrite") {
+                    try io.pwrite(fd, UnsafeRawBufferPointer(rebasing: raw[done..<min(bytes.count, buffered - offset)]),
+                                  at: Int64(offset + done))
+                }
+            }
+            guard count > 0 else { throw StateError.io(path, operation: "pwrite", errno: EIO) }
+            done += count
+        }
+        for i in done..<bytes.count { buffer[offset + i - buffered] = bytes[i] }
+    }
+
     mutating func flush() throws {
         guard !buffer.isEmpty else { return }
         let pending = buffer

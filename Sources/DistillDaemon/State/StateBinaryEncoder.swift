@@ -29,32 +29,81 @@ enum StateBinary {
 
 /// Encodes a value in the ``StateBinary`` form.
 struct StateBinaryEncoder {
-    /// Bytes reserved up front. A checkpoint of tens of MB that grows by doubling holds two buffers at once and
-    /// touches up to twice its size; the caller passes the last size with some headroom.
-    var capacity = 1 << 16
-
     func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         let sink = StateBinarySink()
-        sink.bytes.reserveCapacity(max(capacity, 1 << 16))
-        sink.bytes += StateBinary.magic
-        try sink.encodeValue(value, codingPath: [])
-        let table = UInt64(sink.bytes.count)
-        sink.appendVarint(UInt64(sink.keys.count))
-        for key in sink.keys { sink.appendString(key) }
-        withUnsafeBytes(of: table.littleEndian) { sink.bytes.append(contentsOf: $0) }
+        sink.bytes.reserveCapacity(1 << 16)
+        try sink.encodeDocument(value)
         return sink.bytes
+    }
+
+    /// Encodes `value` without holding it whole: every `spillBytes` or so the bytes so far go to `spill`, in order.
+    ///
+    /// A container's length is only known when it closes; for one whose placeholder has already been spilled the
+    /// result lists a ``StateBinaryPatch`` to write over it. The caller applies them (the placeholders are zeros),
+    /// so the bytes end up equal to `encode(value)`'s.
+    func encode<T: Encodable>(
+        _ value: T, spillBytes: Int = 1 << 20, spill: (UnsafeRawBufferPointer) throws -> Void
+    ) throws -> (count: Int, patches: [StateBinaryPatch]) {
+        try withoutActuallyEscaping(spill) { spill in
+            let sink = StateBinarySink()
+            sink.bytes.reserveCapacity(spillBytes + spillBytes / 4)
+            sink.spillBytes = spillBytes
+            sink.spill = spill
+            try sink.encodeDocument(value)
+            try sink.spillBuffered()
+            sink.spill = nil
+            return (sink.position, sink.patches)
+        }
     }
 }
 
-/// The one buffer every container of an encoding writes into, and the containers still open.
+/// Four bytes to write at `offset` of an encoding, over the zeros of a container's length placeholder.
+struct StateBinaryPatch: Equatable {
+    var offset: Int
+    var length: UInt32
+
+    /// The little-endian bytes written at `offset`.
+    var bytes: [UInt8] { withUnsafeBytes(of: length.littleEndian) { Array($0) } }
+}
+
+/// The buffer every container of an encoding writes into, and the containers still open. Offsets are counted from
+/// the start of the encoding: when spilling, `bytes` holds only what came after the first `spilled` bytes.
 final class StateBinarySink {
     var bytes: [UInt8] = []
+    /// Bytes already passed to `spill` (none when encoding into memory).
+    private(set) var spilled = 0
+    var spillBytes = Int.max
+    var spill: ((UnsafeRawBufferPointer) throws -> Void)?
+    /// Lengths of containers whose placeholder was spilled before they closed.
+    private(set) var patches: [StateBinaryPatch] = []
     /// Key strings in order of first use; `keyNumbers` maps them back.
     var keys: [String] = []
     private var keyNumbers: [String: Int] = [:]
     /// Offsets of the length placeholders of the open containers, outermost first.
     private var open: [Int] = []
     private var failure: EncodingError?
+
+    /// Bytes encoded so far, spilled or not.
+    var position: Int { spilled + bytes.count }
+
+    /// Magic, the value, the key table and the table's offset.
+    func encodeDocument<T: Encodable>(_ value: T) throws {
+        bytes += StateBinary.magic
+        try encodeValue(value, codingPath: [])
+        let table = UInt64(position)
+        appendVarint(UInt64(keys.count))
+        for key in keys { appendString(key) }
+        withUnsafeBytes(of: table.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    /// Hands the buffered bytes to `spill`, if there is one.
+    func spillBuffered() throws {
+        guard let spill, !bytes.isEmpty else { return }
+        try bytes.withUnsafeBytes { try spill($0) }
+        spilled += bytes.count
+        // One huge value (a long packed array) must not keep its capacity for the rest of the encoding.
+        if bytes.capacity > 4 * spillBytes { bytes = [] } else { bytes.removeAll(keepingCapacity: true) }
+    }
 
     /// Encodes one value; containers it opened are closed when its `encode(to:)` returns.
     func encodeValue<T: Encodable>(_ value: T, codingPath: [any CodingKey]) throws {
@@ -65,20 +114,21 @@ final class StateBinarySink {
             return
         }
         let depth = open.count
-        let start = bytes.count
+        let start = position
         try value.encode(to: StateBinaryValueEncoder(sink: self, codingPath: codingPath))
         close(above: depth)
-        if bytes.count == start {  // encoded nothing at all: an empty keyed container, as JSON's `{}`
+        if position == start {  // encoded nothing at all: an empty keyed container, as JSON's `{}`
             _ = openContainer(.keyed)
             close(above: depth)
         }
         if let failure { throw failure }
+        if bytes.count >= spillBytes { try spillBuffered() }
     }
 
     /// Opens a container; returns its index among the open ones.
     func openContainer(_ tag: StateBinary.Tag) -> Int {
         bytes.append(tag.rawValue)
-        open.append(bytes.count)
+        open.append(position)
         bytes += [0, 0, 0, 0]
         return open.count - 1
     }
@@ -97,13 +147,17 @@ final class StateBinarySink {
     func close(above depth: Int) {
         while open.count > depth {
             let at = open.removeLast()
-            let length = UInt32(truncatingIfNeeded: bytes.count - at - 4)
-            if bytes.count - at - 4 > Int(UInt32.max) {
+            let length = UInt32(truncatingIfNeeded: position - at - 4)
+            if position - at - 4 > Int(UInt32.max) {
                 failure = failure ?? EncodingError.invalidValue(0, .init(codingPath: [],
                                                                          debugDescription: "container over 4 GiB"))
             }
+            guard at >= spilled else {
+                patches.append(StateBinaryPatch(offset: at, length: length))
+                continue
+            }
             withUnsafeBytes(of: length.littleEndian) { raw in
-                for i in 0..<4 { bytes[at + i] = raw[i] }
+                for i in 0..<4 { bytes[at - spilled + i] = raw[i] }
             }
         }
     }
@@ -170,13 +224,13 @@ struct StateBinaryValueEncoder: Encoder {
     func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
         let index = sink.openContainer(.keyed)
         return KeyedEncodingContainer(StateBinaryKeyedEncoder<Key>(
-            sink: sink, codingPath: codingPath, index: index, placeholder: sink.bytes.count - 4))
+            sink: sink, codingPath: codingPath, index: index, placeholder: sink.position - 4))
     }
 
     func unkeyedContainer() -> any UnkeyedEncodingContainer {
         let index = sink.openContainer(.unkeyed)
         return StateBinaryUnkeyedEncoder(sink: sink, codingPath: codingPath, index: index,
-                                         placeholder: sink.bytes.count - 4)
+                                         placeholder: sink.position - 4)
     }
 
     func singleValueContainer() -> any SingleValueEncodingContainer {

@@ -35,6 +35,64 @@ public struct StateCRC32C: Sendable, Equatable {
         return crc.value
     }
 
+    /// Corrects the checksum for bytes overwritten after they were fed: `patch` took the place of as many zero
+    /// bytes whose last one was fed `bytesAfter` bytes before the end.
+    ///
+    /// The register update is linear over GF(2) in the register and the data together, so changing data by D
+    /// changes the register by the update of D alone from a zero register, followed by `bytesAfter` zero bytes
+    /// (zlib's `crc32_combine` uses the same operator). Lets a checkpoint be checksummed as it streams, though some
+    /// of its lengths are only known later.
+    public mutating func overwriteZeros(with patch: some Sequence<UInt8>, bytesAfter: Int) {
+        precondition(bytesAfter >= 0)
+        var delta: UInt32 = 0
+        let bytes = Array(patch)
+        bytes.withUnsafeBytes { delta = Self.advance(0, $0) }
+        register ^= Self.zeros(delta, count: bytesAfter)
+    }
+
+    /// `register` after `count` zero bytes, in about log₂(count) matrix-vector products.
+    static func zeros(_ register: UInt32, count: Int) -> UInt32 {
+        var r = register
+        var n = count
+        var power = 0
+        while n != 0 {
+            if n & 1 != 0 { r = Self.apply(Self.zeroOperators[power], r) }
+            n >>= 1
+            power += 1
+        }
+        return r
+    }
+
+    /// Operator `k` (32 columns) advances a register over 2^k zero bytes.
+    private static let zeroOperators: [[UInt32]] = {
+        // One zero bit: shift right, folding the polynomial in when the low bit falls out.
+        var bit = [UInt32](repeating: 0, count: 32)
+        bit[0] = 0x82F6_3B78
+        for i in 1..<32 { bit[i] = 1 << (i - 1) }
+        var op = bit
+        for _ in 0..<3 { op = square(op) }  // 8 bits
+        var operators = [op]
+        for _ in 1..<62 {
+            op = square(op)
+            operators.append(op)
+        }
+        return operators
+    }()
+
+    private static func apply(_ matrix: [UInt32], _ vector: UInt32) -> UInt32 {
+        var sum: UInt32 = 0
+        var v = vector
+        var i = 0
+        while v != 0 {
+            if v & 1 != 0 { sum ^= matrix[i] }
+            v >>= 1
+            i += 1
+        }
+        return sum
+    }
+
+    private static func square(_ matrix: [UInt32]) -> [UInt32] { matrix.map { apply(matrix, $0) } }
+
     // MARK: - Tables
 
     /// 8 × 256 entries; table `k` maps a byte to its CRC after `k` further zero bytes. Leaked on purpose:

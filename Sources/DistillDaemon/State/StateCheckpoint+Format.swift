@@ -69,6 +69,8 @@ public enum StateCheckpointFormat {
 /// Where encoded bytes go: an array in memory, or a buffered file descriptor that checksums as it writes.
 protocol StateByteSink {
     mutating func append(_ bytes: UnsafeRawBufferPointer) throws
+    /// Writes `bytes` over bytes already appended, starting `offset` bytes from the first one.
+    mutating func overwrite(at offset: Int, with bytes: [UInt8]) throws
 }
 
 extension StateByteSink {
@@ -97,6 +99,28 @@ struct StateArraySink: StateByteSink {
     mutating func append(_ buffer: UnsafeRawBufferPointer) throws {
         bytes.append(contentsOf: buffer)
     }
+
+    mutating func overwrite(at offset: Int, with patch: [UInt8]) throws {
+        bytes.replaceSubrange(offset..<offset + patch.count, with: patch)
+    }
+}
+
+// MARK: - StateStreamedSection
+
+/// A section encoded (in the `StateBinary` form) while the checkpoint is written, never held whole as bytes: the
+/// engine state is tens of MB, and holding its encoding raised the daemon's peak memory by as much at every
+/// checkpoint. Written after the checkpoint's byte sections; read back as an ordinary section.
+public struct StateStreamedSection: Sendable {
+    /// A unique, non-empty name, as a ``StateSection``'s.
+    public var name: String
+    let encode: @Sendable (_ spill: (UnsafeRawBufferPointer) throws -> Void) throws
+        -> (count: Int, patches: [StateBinaryPatch])
+
+    /// A section holding `value`'s `StateBinary` encoding (`StateBinaryEncoder().encode(value)`).
+    public init<T: Encodable & Sendable>(name: String, value: T) {
+        self.name = name
+        self.encode = { spill in try StateBinaryEncoder().encode(value, spill: spill) }
+    }
 }
 
 extension StateCheckpoint {
@@ -104,7 +128,7 @@ extension StateCheckpoint {
     static let maximumStringBytes = 64 * 1024
 
     /// Checks what the decoder would reject, so a bad checkpoint fails at write time, not at restore.
-    func validateForEncoding(path: String) throws {
+    func validateForEncoding(path: String, streaming streamed: [StateStreamedSection] = []) throws {
         func invalid(_ reason: String) -> StateError {
             StateError(
                 kind: .invalidCheckpoint(reason: reason), path: path,
@@ -112,13 +136,14 @@ extension StateCheckpoint {
                 hint: "This is a bug in the component that built the checkpoint; the previous checkpoint is intact.")
         }
         var names = Set<String>()
-        for section in sections {
-            guard !section.name.isEmpty else { throw invalid("a section has an empty name") }
-            guard names.insert(section.name).inserted else {
-                throw invalid("section name \"\(section.name)\" appears twice")
+        let sectionNames = sections.map(\.name) + streamed.map(\.name)
+        for name in sectionNames {
+            guard !name.isEmpty else { throw invalid("a section has an empty name") }
+            guard names.insert(name).inserted else {
+                throw invalid("section name \"\(name)\" appears twice")
             }
         }
-        let strings = [configRevision, writerVersion] + sections.map(\.name) + offsets.keys.map(\.topic)
+        let strings = [configRevision, writerVersion] + sectionNames + offsets.keys.map(\.topic)
         if let long = strings.first(where: { $0.utf8.count > Self.maximumStringBytes }) {
             throw invalid("a string field is longer than \(Self.maximumStringBytes) bytes: \(long.prefix(40))...")
         }
@@ -136,13 +161,17 @@ extension StateCheckpoint {
         return length
     }
 
-    /// Writes header, payload and checksum to `sink`.
-    func encode(into sink: inout some StateByteSink) throws {
-        var crc = StateCRC32C()
-        var checked = StateChecksummingSink(inner: sink, crc: crc)
+    /// Writes header, payload and checksum to `sink`, then `streamed` after the byte sections.
+    ///
+    /// A streamed section's length, and so the payload's, is known only once it is encoded: their fields are
+    /// written as zeros, overwritten at the end, and the checksum corrected for them (`overwriteZeros`), so the
+    /// file is the one its encoded bytes as a ``StateSection`` would give.
+    func encode(into sink: inout some StateByteSink, streaming streamed: [StateStreamedSection] = []) throws {
+        var checked = StateChecksummingSink(inner: sink, crc: StateCRC32C())
+        var patches: [(offset: Int, bytes: [UInt8])] = []
         try checked.append(bytes: StateCheckpointFormat.magic)
         try checked.append(littleEndian: StateCheckpointFormat.currentVersion)
-        try checked.append(littleEndian: encodedPayloadLength)
+        try checked.append(littleEndian: streamed.isEmpty ? encodedPayloadLength : 0)
         try checked.append(littleEndian: sequence)
         try checked.append(littleEndian: createdAtMilliseconds)
         try checked.append(string: configRevision)
@@ -153,37 +182,63 @@ extension StateCheckpoint {
             try checked.append(littleEndian: key.partition)
             try checked.append(littleEndian: offset)
         }
-        try checked.append(littleEndian: UInt32(sections.count))
+        try checked.append(littleEndian: UInt32(sections.count + streamed.count))
         for section in sections {
             try checked.append(string: section.name)
             try checked.append(littleEndian: UInt64(section.bytes.count))
             try checked.append(bytes: section.bytes)
         }
-        crc = checked.crc
+        for section in streamed {
+            try checked.append(string: section.name)
+            let lengthAt = checked.count
+            try checked.append(littleEndian: UInt64(0))
+            let start = checked.count
+            let (count, inner) = try section.encode { try checked.append($0) }
+            precondition(checked.count == start + count, "a streamed section wrote other than it counted")
+            patches.append((lengthAt, le(UInt64(count))))
+            patches += inner.map { (start + $0.offset, $0.bytes) }
+        }
+        if !streamed.isEmpty {
+            patches.append((12, le(UInt64(checked.count - StateCheckpointFormat.headerSize))))
+        }
+        for patch in patches {
+            checked.crc.overwriteZeros(with: patch.bytes, bytesAfter: checked.count - patch.offset - patch.bytes.count)
+        }
+        let crc = checked.crc
         sink = checked.inner
         try sink.append(littleEndian: crc.value)
+        for patch in patches { try sink.overwrite(at: patch.offset, with: patch.bytes) }
     }
 
     /// The complete file image; handy for tests and small checkpoints. `StateStore` streams instead.
-    public func encoded() throws -> [UInt8] {
-        try validateForEncoding(path: "<memory>")
+    public func encoded(streaming streamed: [StateStreamedSection] = []) throws -> [UInt8] {
+        try validateForEncoding(path: "<memory>", streaming: streamed)
         var sink = StateArraySink()
         sink.bytes.reserveCapacity(Int(encodedPayloadLength) + StateCheckpointFormat.headerSize + 4)
-        try encode(into: &sink)
+        try encode(into: &sink, streaming: streamed)
         return sink.bytes
     }
 }
 
-/// Passes bytes through to `inner`, checksumming them on the way.
+/// Passes bytes through to `inner`, checksumming and counting them on the way.
 private struct StateChecksummingSink<Inner: StateByteSink>: StateByteSink {
     var inner: Inner
     var crc: StateCRC32C
+    var count = 0
 
     mutating func append(_ bytes: UnsafeRawBufferPointer) throws {
         crc.update(bytes)
+        count += bytes.count
         try inner.append(bytes)
     }
+
+    mutating func overwrite(at offset: Int, with bytes: [UInt8]) throws {
+        preconditionFailure("the checksum is corrected by overwriteZeros, then the inner sink is patched")
+    }
 }
+
+/// `value`'s little-endian bytes.
+private func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
 
 // MARK: - Decoding
 

@@ -24,6 +24,8 @@ public protocol StateFileIO: Sendable {
     func open(_ path: String, flags: Int32, mode: mode_t) throws -> Int32
     /// One `write(2)`; returns how many bytes were written, possibly fewer than asked.
     func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws -> Int
+    /// One `pwrite(2)` at `offset` (the file offset does not move); returns how many bytes were written.
+    func pwrite(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64) throws -> Int
     /// `fsync(2)` of a file descriptor.
     func fsync(_ fd: Int32) throws
     /// `close(2)`.
@@ -55,6 +57,11 @@ public struct StatePOSIXFileIO: StateFileIO {
     /// `write(2)`.
     public func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws -> Int {
         try Self.retrying { sysWrite(fd, bytes.baseAddress, bytes.count) }
+    }
+
+    /// `pwrite(2)`.
+    public func pwrite(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64) throws -> Int {
+        try Self.retrying { sysPwrite(fd, bytes.baseAddress, bytes.count, off_t(offset)) }
     }
 
     /// `fsync(2)`.
@@ -108,6 +115,9 @@ public struct StatePOSIXFileIO: StateFileIO {
 // Free functions so the seam's same-named methods do not shadow the C calls.
 private func sysOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { open(path, flags, mode) }
 private func sysWrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int { write(fd, buffer, count) }
+private func sysPwrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int, _ offset: off_t) -> Int {
+    pwrite(fd, buffer, count, offset)
+}
 private func sysFsync(_ fd: Int32) -> Int32 { fsync(fd) }
 @discardableResult private func sysClose(_ fd: Int32) -> Int32 { close(fd) }
 private func sysRename(_ source: String, _ destination: String) -> Int32 { rename(source, destination) }

@@ -151,18 +151,20 @@ public final class StateStore: Sendable {
 
     // MARK: - Write
 
-    /// Makes `checkpoint` the latest durable checkpoint; the previous latest becomes `.prev`.
+    /// Makes `checkpoint` the latest durable checkpoint; the previous latest becomes `.prev`. `streaming` sections
+    /// are encoded into the file as it is written, after the checkpoint's own sections.
     ///
     /// When this returns, file and directory entry are `fsync`ed and the checkpoint's offsets may be committed.
     /// When it throws, nothing may be committed; the previous checkpoint is still in place and loadable.
     /// - Throws: `StateError` (`state.no_space`, `state.read_only`, `state.permission_denied`, `state.io_failed`,
     ///   `state.sequence_not_increasing`, `state.invalid_checkpoint`).
     @discardableResult
-    public func write(_ checkpoint: StateCheckpoint) throws -> StateWriteReceipt {
+    public func write(_ checkpoint: StateCheckpoint, streaming: [StateStreamedSection] = []) throws
+        -> StateWriteReceipt {
         do {
             let (bytes, duration) = try writer.withLock { state in
                 let start = ContinuousClock.now
-                let bytes = try write(checkpoint, state: &state)
+                let bytes = try write(checkpoint, streaming: streaming, state: &state)
                 return (bytes, ContinuousClock.now - start)
             }
             let receipt = StateWriteReceipt(
@@ -188,7 +190,8 @@ public final class StateStore: Sendable {
         }
     }
 
-    private func write(_ checkpoint: StateCheckpoint, state: inout WriterState) throws -> UInt64 {
+    private func write(_ checkpoint: StateCheckpoint, streaming: [StateStreamedSection],
+                       state: inout WriterState) throws -> UInt64 {
         if !state.latestTrusted, fileExists(latestPath) {
             try adoptExistingLatest(state: &state)
         }
@@ -198,11 +201,11 @@ public final class StateStore: Sendable {
                 reason: "checkpoint sequence \(checkpoint.sequence) does not increase on \(last)",
                 hint: "Take the sequence from StateStore.nextSequence; the previous checkpoint is intact.")
         }
-        try checkpoint.validateForEncoding(path: latestPath)
+        try checkpoint.validateForEncoding(path: latestPath, streaming: streaming)
         try ensureDirectory()
         return try StateAtomicFile.replace(
             path: latestPath, temporaryPath: temporaryPath, permissions: 0o644, io: io,
-            body: { sink in try checkpoint.encode(into: &sink) },
+            body: { sink in try checkpoint.encode(into: &sink, streaming: streaming) },
             beforeRename: { try preservePrevious() },
             afterRename: {
                 state.latestTrusted = true

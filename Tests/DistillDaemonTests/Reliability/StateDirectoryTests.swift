@@ -46,6 +46,10 @@ struct StateDirectoryTests {
             try check()
             return try real.write(fd, bytes)
         }
+        func pwrite(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64) throws -> Int {
+            try check()
+            return try real.pwrite(fd, bytes, at: offset)
+        }
         func fsync(_ fd: Int32) throws { try real.fsync(fd) }
         func close(_ fd: Int32) throws { try real.close(fd) }
         func rename(_ source: String, _ destination: String) throws { try check(); try real.rename(source, destination) }

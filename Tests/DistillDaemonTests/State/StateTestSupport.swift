@@ -198,6 +198,15 @@ final class StateFaultyFileIO: StateFileIO {
         return written
     }
 
+    /// An overwrite does not grow the file, so it does not spend the write budget (`failCall: "pwrite"` fails it).
+    func pwrite(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64) throws -> Int {
+        try enter("pwrite")
+        let count = min(bytes.count, plan.maximumWriteChunk ?? bytes.count)
+        let written = try real.pwrite(fd, UnsafeRawBufferPointer(rebasing: bytes[0..<count]), at: offset)
+        if let inode = Self.inode(fd) { log.withLock { $0.unsynced[inode] = $0.directories[fd] } }
+        return written
+    }
+
     func fsync(_ fd: Int32) throws {
         try enter("fsync")
         try real.fsync(fd)
