@@ -17,6 +17,10 @@ protocol BenchDaemon: Sendable {
     var rssMegabytes: Double? { get }
     /// Its peak RSS since `start`, MB.
     var peakRSSMegabytes: Double? { get }
+    /// Starts measuring the peak RSS of a phase; false where that is not possible.
+    func startPhasePeak() -> Bool
+    /// Its peak RSS since `startPhasePeak()`, MB.
+    var phasePeakRSSMegabytes: Double? { get }
     /// Stops it gracefully (final checkpoint included) and returns its sample counters: `ingested`, `late`,
     /// `duplicate`, `dead letters` (the probes' included).
     func stop() async throws -> [String: Int]
@@ -53,6 +57,9 @@ final class InProcessDaemon: BenchDaemon, @unchecked Sendable {
     var failure: (any Error)? { error.withLock { $0 }.map { BenchError.incomplete("the pipeline stopped: \($0)") } }
     var rssMegabytes: Double? { Context.rssMegabytes }
     var peakRSSMegabytes: Double? { BenchMemory.peakBytes.map { Double($0) / 1e6 } }
+    /// Resetting this process's `VmHWM` would lose the peak of the whole run.
+    func startPhasePeak() -> Bool { false }
+    var phasePeakRSSMegabytes: Double? { nil }
 
     func stop() async throws -> [String: Int] {
         await group?.triggerGracefulShutdown()
@@ -81,6 +88,8 @@ final class ChildDaemon: BenchDaemon, @unchecked Sendable {
     private struct Sampled: Sendable {
         var peak = 0
         var current = 0
+        /// Peak since `startPhasePeak()`: `VmHWM` after it was reset, or the largest `VmRSS` sampled.
+        var phasePeak: Int?
         var assigned = false
         var logOffset: UInt64 = 0
         var pending = ""
@@ -127,6 +136,7 @@ final class ChildDaemon: BenchDaemon, @unchecked Sendable {
                     if let rss {
                         s.current = rss.current
                         s.peak = max(s.peak, rss.peak)
+                        if let phase = s.phasePeak { s.phasePeak = max(phase, rss.peak) }
                     }
                     for line in lines {
                         switch line["message"] {
@@ -188,6 +198,26 @@ final class ChildDaemon: BenchDaemon, @unchecked Sendable {
     var peakRSSMegabytes: Double? {
         let mb = sampled.withLock { Double($0.peak) / 1e6 }
         return mb > 0 ? mb : nil
+    }
+
+    /// Resets the child's `VmHWM` to its current RSS (`echo 5 > /proc/<pid>/clear_refs`); the sampler keeps the
+    /// whole run's peak apart.
+    func startPhasePeak() -> Bool {
+        guard let process, process.isRunning,
+              let handle = FileHandle(forWritingAtPath: "/proc/\(process.processIdentifier)/clear_refs") else { return false }
+        defer { try? handle.close() }
+        do {
+            try handle.write(contentsOf: Data("5".utf8))
+        } catch {
+            return false
+        }
+        let current = BenchMemory.resident(of: process.processIdentifier)?.peak ?? 0
+        sampled.withLock { $0.phasePeak = current }
+        return true
+    }
+
+    var phasePeakRSSMegabytes: Double? {
+        sampled.withLock { $0.phasePeak }.map { Double($0) / 1e6 }
     }
 
     func stop() async throws -> [String: Int] {

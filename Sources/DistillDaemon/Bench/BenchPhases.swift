@@ -288,6 +288,8 @@ struct PipelinePhase {
                 let rate = o.latencyRate ?? Double(n) / seconds / 2
                 let plan = context.latencyPlan(first: n, rate: rate)
                 produced += plan.count
+                let phaseStartRSS = daemon.rssMegabytes
+                let measuresPeak = daemon.startPhasePeak()
                 let started = DispatchTime.now().uptimeNanoseconds
                 let cpuBefore = CPUTimes.read()
                 let phase = Task { await feeder.feed(plan, processed: { tracker.processedEverywhere }) }
@@ -303,6 +305,11 @@ struct PipelinePhase {
                         + "dead-letter topic (the probe follows samples in its partition, so every earlier sample "
                         + "there has been processed)", rate: rate, achieved: achieved)
                 latencyResult?.cpuBusyPercent = CPUTimes.busyPercent(from: cpuBefore, to: CPUTimes.read())
+                if measuresPeak {
+                    try? await Task.sleep(for: .milliseconds(50))  // the sampler's next reading
+                    latencyResult?.peakRSSMegabytes = daemon.phasePeakRSSMegabytes
+                    latencyResult?.startRSSMegabytes = phaseStartRSS
+                }
             }
         } catch {
             _ = try? await daemon.stop()

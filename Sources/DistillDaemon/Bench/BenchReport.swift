@@ -56,6 +56,11 @@ public struct BenchReport: Sendable, Codable {
         /// Busy share of each CPU during the phase, percent (`/proc/stat`), keyed `cpu0`, `cpu1`, …: a CPU of the
         /// benchmark and broker near 100% means their queueing is in the figures too.
         public var cpuBusyPercent: [String: Double]? = nil
+        /// The daemon's peak RSS during the phase alone, MB: fed below its capacity, without the throughput phase's
+        /// backlog (which fills librdkafka's prefetch queue). Child-process daemons only.
+        public var peakRSSMegabytes: Double? = nil
+        /// The daemon's RSS when the phase started, MB (what the throughput phase left).
+        public var startRSSMegabytes: Double? = nil
     }
 
     /// RSS once `samples` had been processed.
@@ -249,6 +254,11 @@ public struct BenchReport: Sendable, Codable {
                 if let busy = l.cpuBusyPercent {
                     lines.append("    CPUs busy during the latency phase: " + busy.sorted { $0.key < $1.key }
                         .map { String(format: "%@ %.0f%%", $0.key, $0.value) }.joined(separator: ", "))
+                }
+                if let peak = l.peakRSSMegabytes {
+                    lines.append(String(format: "    peak RSS during the latency phase: %.0f MB, %.0f MB at its start "
+                                        + "(no backlog: librdkafka's prefetch queue stays short)",
+                                        peak, l.startRSSMegabytes ?? 0))
                 }
             }
         }

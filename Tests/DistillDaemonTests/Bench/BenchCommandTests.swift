@@ -250,7 +250,13 @@ struct BenchCommandTests {
         let last = try #require(monitor.rss.last?.megabytes)
         // The child's figures, not this process's: a daemon is at least a few MB, and never above its own peak.
         #expect(peak > 5 && last > 5 && last <= peak)
-        #expect(try #require(monitor.latency).probes > 0)
+        let latency = try #require(monitor.latency)
+        #expect(latency.probes > 0)
+        // The latency phase's own peak: the child's VmHWM reset at its start, so within the run's peak and at least
+        // the RSS it started from (less a sampling interval's worth of freed memory).
+        let phasePeak = try #require(latency.peakRSSMegabytes, "the child's peak is reset for the latency phase")
+        let phaseStart = try #require(latency.startRSSMegabytes)
+        #expect(phasePeak > 5 && phasePeak <= peak && phasePeak >= phaseStart * 0.9)
     }
 
     @Test("options out of range are refused with the option's name")
