@@ -63,6 +63,16 @@ public struct BenchReport: Sendable, Codable {
         public var startRSSMegabytes: Double? = nil
     }
 
+    /// What writing an engine state as a checkpoint adds to the process's RSS at its peak, and how long it takes:
+    /// streamed into the file as the daemon writes it, and encoded whole first as it did before.
+    public struct CheckpointCost: Sendable, Codable {
+        public var fileMegabytes: Double
+        public var streamedAddedMegabytes: Double
+        public var streamedMilliseconds: Double
+        public var wholeAddedMegabytes: Double
+        public var wholeMilliseconds: Double
+    }
+
     /// RSS once `samples` had been processed.
     public struct RSSPoint: Sendable, Codable {
         public var samples: Int
@@ -109,6 +119,8 @@ public struct BenchReport: Sendable, Codable {
         public var stateMegabytes: [String: Double]? = nil
         /// Engine-only runs: how long encoding that whole state took, ms (a checkpoint's encoding, on one thread).
         public var stateEncodeMilliseconds: Double? = nil
+        /// Engine-only runs: what writing that state as a checkpoint adds to RSS (see `CheckpointCost`).
+        public var checkpointCost: CheckpointCost? = nil
         /// Pipeline runs: the daemon's own sample counters at its stop (`ingested`, `late`, `duplicate`, `dead
         /// letters`, the probes' included), which tell where samples that were produced but not processed went.
         public var daemonCounters: [String: Int]? = nil
@@ -235,6 +247,12 @@ public struct BenchReport: Sendable, Codable {
                         .map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", ") + ")"
             }
             lines.append(detail)
+            if let c = r.checkpointCost {
+                lines.append(String(format: "    checkpoint of that state (%.1f MB file): streamed into the file +%.1f MB "
+                                    + "RSS at its peak in %.0f ms; encoded whole first +%.1f MB in %.0f ms",
+                                    c.fileMegabytes, c.streamedAddedMegabytes, c.streamedMilliseconds,
+                                    c.wholeAddedMegabytes, c.wholeMilliseconds))
+            }
             if let t = r.recordTimes {
                 lines.append("    per record: p50 \(us(t.p50Microseconds)) p99 \(us(t.p99Microseconds)) "
                              + "p99.9 \(us(t.p999Microseconds)) max \(us(t.maxMicroseconds)); over 1 ms: \(t.over1ms) "

@@ -108,9 +108,12 @@ struct EnginePhase {
             first += count
         }
         _ = snapshot
+        snapshot = nil
         let seconds = Double(nanos) / 1e9
-        // What the state checkpoint would hold now, and its largest parts.
+        let runPeak = BenchMemory.peakBytes.map { Double($0) / 1e6 }  // before the checkpoint measurements below
         let state = engine.state()
+        let checkpoint = try Self.checkpointCost(state, directory: context.directory + "/engine-checkpoint")
+        // What the state checkpoint would hold now, and its largest parts.
         func megabytes<T: Encodable>(_ value: T) throws -> Double { Double(try StateBinaryEncoder().encode(value).count) / 1e6 }
         let encodeStart = ContinuousClock.now
         let total = try megabytes(state)
@@ -128,15 +131,52 @@ struct EnginePhase {
             name: "\(run)" + Self.suffix, produced: o.samples, processed: ingested,
             samplesPerSecond: Double(o.samples) / seconds, seconds: seconds, vsRawConsume: nil, vsJSONDecoder: nil,
             preloaded: true, producerWaitedSeconds: 0, latency: nil, startRSSMegabytes: startRSS,
-            peakRSSMegabytes: BenchMemory.peakBytes.map { Double($0) / 1e6 }, rss: [],
+            peakRSSMegabytes: runPeak, rss: [],
             outputs: ["engine outputs": outputs], unexpectedDeadLetters: 0, stateMegabytes: stateMegabytes,
-            stateEncodeMilliseconds: Double(encodeTime.components.seconds) * 1e3
-                + Double(encodeTime.components.attoseconds) / 1e15,
+            stateEncodeMilliseconds: Self.milliseconds(encodeTime), checkpointCost: checkpoint,
             recordTimes: .init(
                 p50Microseconds: Double(times.valueAtPercentile(50)) / 1e3,
                 p99Microseconds: Double(times.valueAtPercentile(99)) / 1e3,
                 p999Microseconds: Double(times.valueAtPercentile(99.9)) / 1e3,
                 maxMicroseconds: Double(times.max) / 1e3, over1ms: over1ms, over1msClosingWindows: over1msClosing,
                 over1msAfterSnapshot: over1msAfterSnapshot, slowest: slowest, snapshotEvery: Self.snapshotEvery))
+    }
+
+    static func milliseconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) * 1e3 + Double(d.components.attoseconds) / 1e15
+    }
+
+    /// Writes `state` as the daemon's checkpoint does (streamed into the file) and, for comparison, encoded whole
+    /// first as it was until 2026-12-07 (reserving its size and an eighth, as the daemon did from its second
+    /// checkpoint on). Each figure is what the write added to this process's RSS at its peak (`VmHWM` reset before
+    /// it) and how long it took, on this thread.
+    static func checkpointCost(_ state: DistillEngine.EngineState, directory: String) throws
+        -> BenchReport.CheckpointCost {
+        let store = StateStore(directory: directory)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        func checkpoint(_ sequence: UInt64, _ sections: [StateSection]) -> StateCheckpoint {
+            StateCheckpoint(sequence: sequence, createdAtMilliseconds: StateStore.systemMilliseconds(),
+                            configRevision: "bench", writerVersion: DistillService.version, offsets: [:],
+                            sections: sections)
+        }
+        func measured(_ write: () throws -> StateWriteReceipt) throws -> (Double, Double, UInt64) {
+            let before = BenchMemory.residentBytes ?? 0
+            BenchMemory.resetPeak()
+            let start = ContinuousClock.now
+            let receipt = try write()
+            let elapsed = ContinuousClock.now - start
+            let added = max(0, (BenchMemory.peakBytes ?? before) - before)
+            return (Double(added) / 1e6, milliseconds(elapsed), receipt.bytes)
+        }
+        let (streamedMB, streamedMS, bytes) = try measured {
+            try store.write(checkpoint(1, []), streaming: [StateStreamedSection(name: "engine", value: state)])
+        }
+        let (wholeMB, wholeMS, _) = try measured {
+            let size = Int(bytes)
+            let encoded = try StateBinaryEncoder(capacity: size + size / 8).encode(state)
+            return try store.write(checkpoint(2, [StateSection(name: "engine", bytes: encoded)]))
+        }
+        return .init(fileMegabytes: Double(bytes) / 1e6, streamedAddedMegabytes: streamedMB,
+                     streamedMilliseconds: streamedMS, wholeAddedMegabytes: wholeMB, wholeMilliseconds: wholeMS)
     }
 }

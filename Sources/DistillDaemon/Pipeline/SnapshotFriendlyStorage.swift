@@ -57,6 +57,17 @@ struct IDShards<Value> {
         return value
     }
 
+    /// Every entry, sorted by id (for checkpoints, off the loop).
+    var sortedByID: [(id: String, value: Value)] {
+        var out: [(id: String, value: Value)] = []
+        out.reserveCapacity(count)
+        for shard in shards {
+            for (id, value) in shard { out.append((id, value)) }
+        }
+        out.sort { $0.id < $1.id }
+        return out
+    }
+
     /// Every entry in one dictionary (for checkpoints, off the loop).
     var dictionary: [String: Value] {
         var out: [String: Value] = [:]

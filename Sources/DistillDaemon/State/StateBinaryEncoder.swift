@@ -29,9 +29,12 @@ enum StateBinary {
 
 /// Encodes a value in the ``StateBinary`` form.
 struct StateBinaryEncoder {
+    /// Bytes reserved up front for `encode(_:)`'s result.
+    var capacity = 1 << 16
+
     func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         let sink = StateBinarySink()
-        sink.bytes.reserveCapacity(1 << 16)
+        sink.bytes.reserveCapacity(max(capacity, 1 << 16))
         try sink.encodeDocument(value)
         return sink.bytes
     }
@@ -110,7 +113,13 @@ final class StateBinarySink {
         if let data = value as? Data {
             bytes.append(StateBinary.Tag.bytes.rawValue)
             appendVarint(UInt64(data.count))
-            bytes.append(contentsOf: data)
+            if let spill, data.count >= spillBytes {  // straight out, not copied into the buffer first
+                try spillBuffered()
+                try data.withUnsafeBytes { try spill($0) }
+                spilled += data.count
+            } else {
+                bytes.append(contentsOf: data)
+            }
             return
         }
         let depth = open.count
