@@ -52,9 +52,9 @@ struct StateBinaryEncoder {
             sink.bytes.reserveCapacity(spillBytes + spillBytes / 4)
             sink.spillBytes = spillBytes
             sink.spill = spill
+            defer { sink.spill = nil }  // `spill` must not outlive this call, even when it throws
             try sink.encodeDocument(value)
             try sink.spillBuffered()
-            sink.spill = nil
             return (sink.position, sink.patches)
         }
     }

@@ -99,6 +99,23 @@ struct StateStreamedSectionTests {
         }
     }
 
+    @Test("A disk that fills up in the middle of a streamed section: a typed error, the previous checkpoint stays",
+          arguments: [100, 300_000, 600_000])
+    func diskFullWhileStreaming(budget: Int) throws {
+        let state = try StateBinaryCoderTests.engineState()
+        try withStateTempDirectory { dir in
+            try StateStore(directory: dir.path).write(stateSampleCheckpoint(sequence: 1))
+            let before = try stateReadFile(dir.file("state.ckpt"))
+            let store = StateStore(directory: dir.path, io: StateFaultyFileIO(.init(writeBudget: budget)))
+            #expect {
+                try store.write(stateSampleCheckpoint(sequence: 2),
+                                streaming: [StateStreamedSection(name: "engine", value: state)])
+            } throws: { ($0 as? StateError)?.code == "state.no_space" }
+            #expect(try stateReadFile(dir.file("state.ckpt")) == before)
+            #expect(stateListing(dir.path) == ["state.ckpt"])
+        }
+    }
+
     @Test("A failed patch fails the write: nothing is renamed and the previous checkpoint stays")
     func failedPatch() throws {
         let state = try StateBinaryCoderTests.engineState()
