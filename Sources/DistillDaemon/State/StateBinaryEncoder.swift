@@ -60,6 +60,23 @@ struct StateBinaryEncoder {
     }
 }
 
+/// A byte string produced piece by piece while it is encoded, so a column of tens of MB is never held whole: the
+/// ``StateBinary`` encoder writes each piece as it comes (the same bytes value as a `Data` of them all, so it decodes
+/// as `Data`); any other encoder gets one `Data`.
+struct StateBinaryStreamedBytes: Encodable {
+    /// Bytes `pieces` produces in all.
+    let count: Int
+    /// Calls its argument with each piece, in order.
+    let pieces: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
+
+    func encode(to encoder: any Encoder) throws {
+        var data = Data(capacity: count)
+        try pieces { data.append(contentsOf: $0) }
+        var c = encoder.singleValueContainer()
+        try c.encode(data)
+    }
+}
+
 /// Four bytes to write at `offset` of an encoding, over the zeros of a container's length placeholder.
 struct StateBinaryPatch: Equatable {
     var offset: Int
@@ -119,6 +136,21 @@ final class StateBinarySink {
                 spilled += data.count
             } else {
                 bytes.append(contentsOf: data)
+            }
+            return
+        }
+        if let streamed = value as? StateBinaryStreamedBytes {
+            bytes.append(StateBinary.Tag.bytes.rawValue)
+            appendVarint(UInt64(streamed.count))
+            let end = position + streamed.count
+            try streamed.pieces { piece in
+                bytes.append(contentsOf: piece)
+                if bytes.count >= spillBytes { try spillBuffered() }
+            }
+            guard position == end else {
+                throw EncodingError.invalidValue(streamed.count, .init(
+                    codingPath: codingPath, debugDescription: "streamed bytes: \(position - end + streamed.count) "
+                        + "produced, \(streamed.count) announced"))
             }
             return
         }

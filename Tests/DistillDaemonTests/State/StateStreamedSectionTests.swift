@@ -38,6 +38,37 @@ struct StateStreamedSectionTests {
         _ = try StateBinaryDecoder().decode(DistillEngine.EngineState.self, from: bytes)
     }
 
+    struct Column: Encodable {
+        var values: [[Float]]
+        var announced: Int?
+        var streamed = true
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.unkeyedContainer()
+            let bytes = values.reduce(0) { $0 + $1.count * 4 }
+            if streamed {
+                try c.encode(StateBinaryStreamedBytes(count: announced ?? bytes) { piece in
+                    for v in values { try v.withUnsafeBytes { try piece($0) } }
+                })
+            } else {
+                try c.encode(values.flatMap { $0 }.withUnsafeBytes { Data($0) })
+            }
+            try c.encode("after")
+        }
+    }
+
+    @Test("Bytes streamed piece by piece encode as the Data of them all, in memory, spilled and as JSON")
+    func streamedBytes() throws {
+        let values = (0..<300).map { i in (0..<(i % 7)).map { Float(i * 10 + $0) / 3 } }
+        let data = try StateBinaryEncoder().encode(Column(values: values, streamed: false))
+        #expect(try StateBinaryEncoder().encode(Column(values: values)) == data)
+        for spill in [1, 64, 1000] {
+            #expect(try Self.streamed(Column(values: values), spillBytes: spill).bytes == data)
+        }
+        #expect(try JSONEncoder().encode(Column(values: values)) == JSONEncoder().encode(Column(values: values,
+                                                                                                 streamed: false)))
+        #expect(throws: EncodingError.self) { try StateBinaryEncoder().encode(Column(values: values, announced: 5)) }
+    }
+
     @Test("The CRC's zero-byte operator equals feeding the zeros, and a patched checksum equals the patched bytes'")
     func checksumCorrection() {
         var rng = SplitMix(seed: 5)
