@@ -112,14 +112,11 @@ struct EnginePhase {
         let seconds = Double(nanos) / 1e9
         let runPeak = BenchMemory.peakBytes.map { Double($0) / 1e6 }  // before the checkpoint measurements below
         let state = engine.state()
-        let checkpoint = try Self.checkpointCost(state, directory: context.directory + "/engine-checkpoint")
+        let (checkpoint, whole) = try Self.checkpointCost(state, directory: context.directory + "/engine-checkpoint")
         // What the state checkpoint would hold now, and its largest parts.
         func megabytes<T: Encodable>(_ value: T) throws -> Double { Double(try StateBinaryEncoder().encode(value).count) / 1e6 }
-        let encodeStart = ContinuousClock.now
-        let total = try megabytes(state)
-        let encodeTime = ContinuousClock.now - encodeStart
         let stateMegabytes = [
-            "total": total, "windows": try megabytes(state.windows),
+            "total": Double(whole.bytes) / 1e6, "windows": try megabytes(state.windows),
             "label join": try megabytes(state.labelJoin), "recent ids": try megabytes(state.recentIDs),
         ]
         let ingested = engine.counters.samplesIngested
@@ -133,7 +130,7 @@ struct EnginePhase {
             preloaded: true, producerWaitedSeconds: 0, latency: nil, startRSSMegabytes: startRSS,
             peakRSSMegabytes: runPeak, rss: [],
             outputs: ["engine outputs": outputs], unexpectedDeadLetters: 0, stateMegabytes: stateMegabytes,
-            stateEncodeMilliseconds: Self.milliseconds(encodeTime), checkpointCost: checkpoint,
+            stateEncodeMilliseconds: whole.milliseconds, checkpointCost: checkpoint,
             recordTimes: .init(
                 p50Microseconds: Double(times.valueAtPercentile(50)) / 1e3,
                 p99Microseconds: Double(times.valueAtPercentile(99)) / 1e3,
@@ -149,9 +146,10 @@ struct EnginePhase {
     /// Writes `state` as the daemon's checkpoint does (streamed into the file) and, for comparison, encoded whole
     /// first as it was until 2026-12-07 (reserving its size and an eighth, as the daemon did from its second
     /// checkpoint on). Each figure is what the write added to this process's RSS at its peak (`VmHWM` reset before
-    /// it) and how long it took, on this thread.
+    /// it) and how long it took, on this thread. Also returns the whole encoding's size and how long encoding alone
+    /// took (the state's size and encoding time in the report).
     static func checkpointCost(_ state: DistillEngine.EngineState, directory: String) throws
-        -> BenchReport.CheckpointCost {
+        -> (cost: BenchReport.CheckpointCost, whole: (bytes: Int, milliseconds: Double)) {
         let store = StateStore(directory: directory)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         func checkpoint(_ sequence: UInt64, _ sections: [StateSection]) -> StateCheckpoint {
@@ -171,12 +169,17 @@ struct EnginePhase {
         let (streamedMB, streamedMS, bytes) = try measured {
             try store.write(checkpoint(1, []), streaming: [StateStreamedSection(name: "engine", value: state)])
         }
+        var whole = (bytes: 0, milliseconds: 0.0)
         let (wholeMB, wholeMS, _) = try measured {
             let size = Int(bytes)
+            let start = ContinuousClock.now
             let encoded = try StateBinaryEncoder(capacity: size + size / 8).encode(state)
+            whole = (encoded.count, milliseconds(ContinuousClock.now - start))
             return try store.write(checkpoint(2, [StateSection(name: "engine", bytes: encoded)]))
         }
-        return .init(fileMegabytes: Double(bytes) / 1e6, streamedAddedMegabytes: streamedMB,
-                     streamedMilliseconds: streamedMS, wholeAddedMegabytes: wholeMB, wholeMilliseconds: wholeMS)
+        let cost = BenchReport.CheckpointCost(
+            fileMegabytes: Double(bytes) / 1e6, streamedAddedMegabytes: streamedMB, streamedMilliseconds: streamedMS,
+            wholeAddedMegabytes: wholeMB, wholeMilliseconds: wholeMS)
+        return (cost, whole)
     }
 }

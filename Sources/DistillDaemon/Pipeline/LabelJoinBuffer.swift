@@ -200,7 +200,7 @@ private enum RawColumn {
 
 /// Waiting samples as columns, in id order (so a checkpoint does not depend on the dictionary's hash order). Read
 /// back through this type; written by `WaitingColumnsWriter`.
-private struct WaitingColumns: Codable {
+private struct WaitingColumns: Decodable {
     var idBytes: Data, idLengths: Data
     var timestamps: Data, partitions: Data, classes: Data, labels: Data
     /// Version and slice strings; the index columns refer to them, -1 for none.
