@@ -237,15 +237,14 @@ struct PipelinePhase {
                                     probeEvery: Context.throughputProbeEvery, timed: false, endProbes: preload == n),
                               processed: { 0 })
 
-        let watcher = try KafkaConsumer(
-            groupID: "bench-watch-\(UUID().uuidString.prefix(8))",
+        let watcher = try PartitionReader(
             properties: context.kafka.properties.merging(KafkaProperties(context.consumerProperties)),
             logger: context.logger)
         var starts: [TopicPartition: Int64] = [:]
         for spec in topics.specs where topics.outputs.contains(spec.name) {
             for p in 0..<spec.partitions { starts[TopicPartition(spec.name, Int32(p))] = KafkaOffset.beginning }
         }
-        try watcher.assign(starts)
+        try await watcher.assign(starts)
         let state = LoopState()
         try daemon.start(assigned: { state.markAssigned() })
         let startRSS = daemon.rssMegabytes

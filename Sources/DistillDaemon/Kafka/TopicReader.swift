@@ -4,10 +4,10 @@ import Logging
 /// Reads partitions from given offsets up to their ends (high watermarks asked of the broker when the read starts),
 /// outside any group.
 final class TopicReader {
-    private let consumer: KafkaConsumer
+    private let reader: PartitionReader
 
-    init(group: String, properties: KafkaProperties, logger: Logger) throws {
-        consumer = try KafkaConsumer(groupID: group, properties: properties, logger: logger)
+    init(properties: KafkaProperties, logger: Logger) throws {
+        reader = try PartitionReader(properties: properties, logger: logger)
     }
 
     /// Calls `body` for each record in offset order per partition. Returns false when the end was not reached within
@@ -15,16 +15,12 @@ final class TopicReader {
     func readToEnd(_ starts: [TopicPartition: Int64], timeout: Duration = .seconds(30),
                    _ body: (KafkaMessage) throws -> Void) async throws -> Bool {
         guard !starts.isEmpty else { return true }
-        // No unassign before the close that follows: librdkafka 2.0.2 aborts
-        // (`rd_kafka_cgrp_terminated: assert: !rd_kafka_assignment_in_progress`) when a consumer is closed while an
-        // unassignment is still being applied.
-        try consumer.assign(starts)
+        try await reader.assign(starts)
         var remaining: [TopicPartition: Int64] = [:]
-        // Asked of the broker: librdkafka's cached watermark is stale for a partition this reader read before.
-        for (tp, high) in try await consumer.highWatermarks(Array(starts.keys)) where high > 0 { remaining[tp] = high }
+        for (tp, high) in try await reader.highWatermarks(Array(starts.keys)) where high > 0 { remaining[tp] = high }
         let deadline = ContinuousClock.now + timeout
         while !remaining.isEmpty && ContinuousClock.now < deadline {
-            for m in try await consumer.poll(maxMessages: 4096, timeout: .milliseconds(200)).messages
+            for m in try await reader.poll(maxMessages: 4096, timeout: .milliseconds(200)).messages
             where starts[m.topicPartition] != nil {
                 try body(m)
                 if let end = remaining[m.topicPartition], m.offset + 1 >= end { remaining[m.topicPartition] = nil }
@@ -33,14 +29,14 @@ final class TopicReader {
         return remaining.isEmpty
     }
 
-    func close() async { await consumer.close() }
+    func close() async { await reader.close() }
 
     /// One read with a reader of its own.
     static func readToEnd(
-        group: String, properties: KafkaProperties, logger: Logger, _ starts: [TopicPartition: Int64],
+        properties: KafkaProperties, logger: Logger, _ starts: [TopicPartition: Int64],
         timeout: Duration = .seconds(30), _ body: (KafkaMessage) throws -> Void
     ) async throws -> Bool {
-        let reader = try TopicReader(group: group, properties: properties, logger: logger)
+        let reader = try TopicReader(properties: properties, logger: logger)
         do {
             let complete = try await reader.readToEnd(starts, timeout: timeout, body)
             await reader.close()

@@ -28,7 +28,7 @@ final class PipelineRunner {
     let engine: DistillEngine
     let producer: KafkaProducer
     let inputs: KafkaConsumer
-    let registryConsumer: KafkaConsumer
+    let registryConsumer: PartitionReader
     let store: StateStore
     let output: DistillOutputContext
     let hooks: DistillServiceHooks
@@ -92,8 +92,7 @@ final class PipelineRunner {
         properties = connection.properties
         producer = try KafkaProducer(properties: connection.properties, logger: logger)
         inputs = try KafkaConsumer(groupID: config.consumerGroup, properties: connection.properties, logger: logger)
-        registryConsumer = try KafkaConsumer(
-            groupID: config.consumerGroup + ".registry", properties: connection.properties, logger: logger)
+        registryConsumer = try PartitionReader(properties: connection.properties, logger: logger)
         store = StateStore(directory: config.state.directory, io: stateIO, logger: logger)
         let ledger = OutputLedger()
         self.ledger = ledger
@@ -331,15 +330,11 @@ final class PipelineRunner {
 
     /// Reads the tail of the alerts topic so alerts published after the last checkpoint are not sent again.
     func readBackAlerts(into engine: DistillEngine) async throws {
-        let probe = try KafkaConsumer(groupID: config.consumerGroup + ".alerts-readback", properties: properties,
-                                      logger: logger)
-        let partitions = try await partitionCount(config.topics.alerts, using: probe)
-        await probe.close()
+        let partitions = Int32(try await registryConsumer.partitionCount(of: config.topics.alerts))
         var starts: [TopicPartition: Int64] = [:]
         for p in 0..<partitions { starts[TopicPartition(config.topics.alerts, p)] = KafkaOffset.tail(Self.alertTail) }
         var ids: [String] = []
-        let complete = try await TopicReader.readToEnd(
-            group: config.consumerGroup + ".alerts-readback", properties: properties, logger: logger, starts) { m in
+        let complete = try await TopicReader.readToEnd(properties: properties, logger: logger, starts) { m in
             if let object = try? JSONSerialization.jsonObject(with: Data(m.value)) as? [String: Any],
                let id = object["id"] as? String { ids.append(id) }
         }
@@ -354,19 +349,15 @@ final class PipelineRunner {
     /// How many alerts per partition are read back at start: far more than can be published between checkpoints.
     static let alertTail: Int64 = 20_000
 
-    private func partitionCount(_ topic: String, using consumer: KafkaConsumer) async throws -> Int32 {
-        Int32(try await consumer.partitionCount(of: topic))
-    }
-
     /// Reads the whole registry topic before the first sample, so group keys use the right teacher pair.
     private func catchUpRegistry() async throws {
         let tp = TopicPartition(config.topics.teachers, 0)
-        try registryConsumer.assign([tp: KafkaOffset.beginning])
+        try await registryConsumer.assign([tp: KafkaOffset.beginning])
         let deadline = ContinuousClock.now + .seconds(30)
         var high: Int64 = -1
         var read: Int64 = 0
         while ContinuousClock.now < deadline {
-            if high < 0 { high = (try? await registryConsumer.lag(timeout: .seconds(2)))?[tp]?.highWatermark ?? -1 }
+            if high < 0 { high = (try? await registryConsumer.highWatermarks([tp], timeout: .seconds(2)))?[tp] ?? -1 }
             let batch = try await registryConsumer.poll(maxMessages: 1024, timeout: .milliseconds(200))
             for message in batch.messages {
                 try publish(engine.handleTeacher(message.value, key: message.key, at: position(of: message)))

@@ -35,7 +35,7 @@ final class ScaleOutCoordinator {
     private(set) var samplesPartitions: Int32 = 0
     private let lease: KafkaConsumer
     /// Reads the student averages from the merge topic (every instance adopts them).
-    private let averages: KafkaConsumer
+    private let averages: PartitionReader
     private var averageChunks = ChunkAssembler()
     private var merger: Merger?
     private var lastMergeState = ContinuousClock.now
@@ -45,7 +45,7 @@ final class ScaleOutCoordinator {
     /// The merge stage while this instance holds the lease.
     private struct Merger {
         let engine: DistillEngine
-        let partials: KafkaConsumer
+        let partials: PartitionReader
         var assembler = ChunkAssembler()
         var next: [Int32: Int64]
         var rounds: AveragingRoundPacer
@@ -68,8 +68,7 @@ final class ScaleOutCoordinator {
                                   properties: properties.withDefaults(Self.internalFetch), logger: logger)
         // The next merger reads back the alerts already published: let what this one sent land before it can start.
         lease.beforeRevoke { _ in _ = producer.flushBlocking(timeout: .seconds(10)) }
-        averages = try KafkaConsumer(groupID: config.consumerGroup + ".averages",
-                                     properties: properties.withDefaults(Self.internalFetch), logger: logger)
+        averages = try PartitionReader(properties: properties.withDefaults(Self.internalFetch), logger: logger)
     }
 
     /// Learns the partition counts, joins the merge-lease group and starts the student from the newest average.
@@ -95,7 +94,7 @@ final class ScaleOutCoordinator {
         if config.student.enabled {
             // The averages reader goes on from where the start read stopped, not over the same tail again.
             let next = try await startFromNewestAverage(engine)
-            try averages.assign([TopicPartition(topics.merge, 0): next ?? KafkaOffset.tail(Self.mergeTail)])
+            try await averages.assign([TopicPartition(topics.merge, 0): next ?? KafkaOffset.tail(Self.mergeTail)])
         }
         logger.info("scale-out: stage 1 on owned partitions; merge lease requested", metadata: [
             "samples_partitions": "\(samplesPartitions)", "partials_partitions": "\(partialsPartitions)"])
@@ -357,8 +356,7 @@ final class ScaleOutCoordinator {
     /// records of an earlier read of the same partition and broke the churn test's figures).
     private func readToEnd(_ starts: [TopicPartition: Int64], _ body: (KafkaMessage) throws -> Void) async throws
         -> Bool {
-        try await TopicReader.readToEnd(group: config.consumerGroup + ".reader", properties: properties,
-                                        logger: logger, starts, body)
+        try await TopicReader.readToEnd(properties: properties, logger: logger, starts, body)
     }
 
     /// How often the merger writes its state: the instance checkpoint interval, but at least 5 s.
@@ -401,13 +399,12 @@ final class ScaleOutCoordinator {
                 topic: m.topic, partition: m.partition, offset: m.offset))
         }
         try publish(outputs)
-        let consumer = try KafkaConsumer(groupID: config.consumerGroup + ".partials",
-                                         properties: properties.withDefaults(Self.internalFetch), logger: logger)
+        let consumer = try PartitionReader(properties: properties.withDefaults(Self.internalFetch), logger: logger)
         var starts: [TopicPartition: Int64] = [:]
         for p in 0..<partialsPartitions {
             starts[TopicPartition(config.topics.partials, p)] = last?.partialsNext[p] ?? KafkaOffset.beginning
         }
-        try consumer.assign(starts)
+        try await consumer.assign(starts)
         merger = Merger(engine: engine, partials: consumer, next: last?.partialsNext ?? [:],
                         rounds: AveragingRoundPacer(checkpointInterval: .milliseconds(config.state.intervalMillis)))
         conflictingPartials = engine.conflictingPartials

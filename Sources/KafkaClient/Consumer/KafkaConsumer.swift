@@ -138,34 +138,10 @@ public final class KafkaConsumer: Sendable {
                 topic = String(cString: rd_kafka_topic_name(m.rkt))
                 topicNames[m.rkt] = topic
             }
-            events.append(.message(KafkaConsumer.copy(raw, topic: topic)))
+            events.append(.message(KafkaMessage(copying: raw, topic: topic)))
             messages += 1
         }
         return ConsumerBatch(events: events)
-    }
-
-    private static func copy(_ raw: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) -> KafkaMessage {
-        let m = raw.pointee
-        let value = m.payload.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
-        let key = m.key.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
-        var headers: [KafkaHeader] = []
-        var hdrs: OpaquePointer? = nil
-        if rd_kafka_message_headers(raw, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
-            var index = 0
-            var name: UnsafePointer<CChar>? = nil
-            var valuePtr: UnsafeRawPointer? = nil
-            var size = 0
-            while rd_kafka_header_get_all(hdrs, index, &name, &valuePtr, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                let v = valuePtr.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: size)) }
-                headers.append(KafkaHeader(String(cString: name!), v))
-                index += 1
-            }
-        }
-        var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
-        let ts = rd_kafka_message_timestamp(raw, &tsType)
-        return KafkaMessage(
-            topic: topic, partition: m.partition, offset: m.offset, key: key, value: value, headers: headers,
-            timestamp: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
     }
 
     // MARK: Rebalance
@@ -340,28 +316,9 @@ public final class KafkaConsumer: Sendable {
     /// stalled for seconds.)
     public func highWatermarks(_ partitions: [TopicPartition], timeout: Duration = .seconds(5)) async throws(KafkaError)
         -> [TopicPartition: Int64] {
-        let unique = Array(Set(partitions))
-        guard !unique.isEmpty else { return [:] }
         let rk = handle
-        let ms = timeout.milliseconds
-        let result: Result<[TopicPartition: Int64], KafkaError> = await onControlQueue {
-            // Offsets by timestamp, with the "latest" timestamp (-1) for each: the broker answers the log end offset.
-            let list = TopicPartitionList(unique, offset: KafkaOffset.end)
-            let err = rd_kafka_offsets_for_times(rk.pointer, list.pointer, ms)
-            if let error = KafkaError.from(err, .consume, "query high watermarks of \(unique.count) partition(s)") {
-                return .failure(error)
-            }
-            var out: [TopicPartition: Int64] = [:]
-            for (tp, offset, error) in list.elements {
-                if let error {
-                    return .failure(KafkaError(.consume, code: error,
-                                               reason: "query high watermark of \(tp): \(error.message)"))
-                }
-                out[tp] = offset
-            }
-            return .success(out)
-        }
-        return try result.get()
+        return try await onControlQueue { ClusterQueries.highWatermarks(rk, partitions, timeoutMs: timeout.milliseconds) }
+            .get()
     }
 
     /// Lag per assigned partition: the high watermark minus this consumer's position (or its committed offset
@@ -410,22 +367,8 @@ public final class KafkaConsumer: Sendable {
     /// The number of partitions of `topic`, from the cluster's metadata.
     public func partitionCount(of topic: String, timeout: Duration = .seconds(10)) async throws(KafkaError) -> Int {
         let rk = handle
-        let ms = timeout.milliseconds
-        let result: Result<Int, KafkaError> = await onControlQueue {
-            let rkt = rd_kafka_topic_new(rk.pointer, topic, nil)
-            defer { rd_kafka_topic_destroy(rkt) }
-            var metadata: UnsafePointer<rd_kafka_metadata>? = nil
-            let err = rd_kafka_metadata(rk.pointer, 0, rkt, &metadata, ms)
-            if let error = KafkaError.from(err, .consume, "metadata of \(topic)") { return .failure(error) }
-            defer { rd_kafka_metadata_destroy(metadata) }
-            guard let md = metadata?.pointee, md.topic_cnt > 0 else {
-                return .failure(KafkaError(.topic, code: .unknownTopicOrPartition, reason: "topic \(topic) not found"))
-            }
-            let t = md.topics[0]
-            if let error = KafkaError.from(t.err, .topic, "metadata of \(topic)") { return .failure(error) }
-            return .success(Int(t.partition_cnt))
-        }
-        return try result.get()
+        return try await onControlQueue { ClusterQueries.partitionCount(rk, of: topic, timeoutMs: timeout.milliseconds) }
+            .get()
     }
 
     // MARK: Shutdown

@@ -1,3 +1,5 @@
+import CRdKafka
+
 // MARK: - KafkaMessage
 
 /// A consumed record. Key, value and headers are copied out of librdkafka's buffers.
@@ -69,4 +71,31 @@ public struct PartitionLag: Sendable, Hashable {
     public var highWatermark: Int64
     /// `highWatermark - position`, never negative.
     public var lag: Int64 { max(0, highWatermark - position) }
+}
+
+extension KafkaMessage {
+    /// A copy of a message librdkafka returned (which the caller still destroys).
+    init(copying raw: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) {
+        let m = raw.pointee
+        let value = m.payload.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
+        let key = m.key.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
+        var headers: [KafkaHeader] = []
+        var hdrs: OpaquePointer? = nil
+        if rd_kafka_message_headers(raw, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
+            var index = 0
+            var name: UnsafePointer<CChar>? = nil
+            var valuePtr: UnsafeRawPointer? = nil
+            var size = 0
+            while rd_kafka_header_get_all(hdrs, index, &name, &valuePtr, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                let v = valuePtr.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: size)) }
+                headers.append(KafkaHeader(String(cString: name!), v))
+                index += 1
+            }
+        }
+        var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let ts = rd_kafka_message_timestamp(raw, &tsType)
+        self.init(
+            topic: topic, partition: m.partition, offset: m.offset, key: key, value: value, headers: headers,
+            timestamp: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
+    }
 }
