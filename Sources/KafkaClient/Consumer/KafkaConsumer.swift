@@ -323,7 +323,9 @@ public final class KafkaConsumer: Sendable {
 
     /// Lag per assigned partition: the high watermark minus this consumer's position (or its committed offset
     /// when it has not fetched yet). Watermarks come from librdkafka's cache, filled by every fetch response, so
-    /// this is cheap; the broker is asked only for partitions with no cached watermark yet.
+    /// this is cheap; the broker is asked only for partitions with no cached watermark yet, all of them in one
+    /// request per leader (asked one partition at a time, a fresh assignment of many partitions took that many
+    /// round trips, each up to `timeout`).
     public func lag(timeout: Duration = .seconds(5)) async throws(KafkaError) -> [TopicPartition: PartitionLag] {
         let partitions = assignment
         guard !partitions.isEmpty else { return [:] }
@@ -333,17 +335,30 @@ public final class KafkaConsumer: Sendable {
             let positions = TopicPartitionList(partitions)
             rd_kafka_position(rk.pointer, positions.pointer)
             var unknown: [TopicPartition] = []
+            var uncached: [TopicPartition] = []
             var out: [TopicPartition: (position: Int64, low: Int64, high: Int64)] = [:]
             for (tp, position, _) in positions.elements {
                 var low: Int64 = -1
                 var high: Int64 = -1
                 rd_kafka_get_watermark_offsets(rk.pointer, tp.topic, tp.partition, &low, &high)
-                if high < 0 {
-                    let err = rd_kafka_query_watermark_offsets(rk.pointer, tp.topic, tp.partition, &low, &high, ms)
-                    if let error = KafkaError.from(err, .consume, "query watermarks of \(tp)") { return .failure(error) }
-                }
+                if high < 0 { uncached.append(tp) }
                 if position < 0 { unknown.append(tp) }
                 out[tp] = (position, low, high)
+            }
+            if !uncached.isEmpty {
+                let highs: [TopicPartition: Int64], lows: [TopicPartition: Int64]
+                switch ClusterQueries.highWatermarks(rk, uncached, timeoutMs: ms) {
+                case .success(let h): highs = h
+                case .failure(let error): return .failure(error)
+                }
+                switch ClusterQueries.lowWatermarks(rk, uncached, timeoutMs: ms) {
+                case .success(let l): lows = l
+                case .failure(let error): return .failure(error)
+                }
+                for tp in uncached {
+                    out[tp]!.high = highs[tp] ?? -1
+                    out[tp]!.low = lows[tp] ?? -1
+                }
             }
             var committed: [TopicPartition: Int64] = [:]
             if !unknown.isEmpty {

@@ -6,18 +6,29 @@ enum ClusterQueries {
     /// request per leader for all of them, and `timeoutMs` bounds the whole call.
     static func highWatermarks(_ rk: RdKafkaHandle, _ partitions: [TopicPartition], timeoutMs: Int32)
         -> Result<[TopicPartition: Int64], KafkaError> {
+        offsets(rk, partitions, at: KafkaOffset.end, "high watermark", timeoutMs: timeoutMs)
+    }
+
+    /// The partitions' low watermarks (first offset retained), as `highWatermarks` asks for the high ones.
+    static func lowWatermarks(_ rk: RdKafkaHandle, _ partitions: [TopicPartition], timeoutMs: Int32)
+        -> Result<[TopicPartition: Int64], KafkaError> {
+        offsets(rk, partitions, at: KafkaOffset.beginning, "low watermark", timeoutMs: timeoutMs)
+    }
+
+    /// ListOffsets with the special timestamps -1 (latest: the log end offset) or -2 (earliest).
+    private static func offsets(_ rk: RdKafkaHandle, _ partitions: [TopicPartition], at timestamp: Int64, _ what: String,
+                                timeoutMs: Int32) -> Result<[TopicPartition: Int64], KafkaError> {
         let unique = Array(Set(partitions))
         guard !unique.isEmpty else { return .success([:]) }
-        // Offsets by timestamp, with the "latest" timestamp (-1) for each: the broker answers the log end offset.
-        let list = TopicPartitionList(unique, offset: KafkaOffset.end)
+        let list = TopicPartitionList(unique, offset: timestamp)
         let err = rd_kafka_offsets_for_times(rk.pointer, list.pointer, timeoutMs)
-        if let error = KafkaError.from(err, .consume, "query high watermarks of \(unique.count) partition(s)") {
+        if let error = KafkaError.from(err, .consume, "query \(what)s of \(unique.count) partition(s)") {
             return .failure(error)
         }
         var out: [TopicPartition: Int64] = [:]
         for (tp, offset, error) in list.elements {
             if let error {
-                return .failure(KafkaError(.consume, code: error, reason: "query high watermark of \(tp): \(error.message)"))
+                return .failure(KafkaError(.consume, code: error, reason: "query \(what) of \(tp): \(error.message)"))
             }
             out[tp] = offset
         }
