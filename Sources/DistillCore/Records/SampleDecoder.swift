@@ -95,22 +95,17 @@ public struct SampleDecoder: Sendable {
         let featureCount = features
         let maxIDBytes = limits.maxIDBytes
 
-        func mark(_ bit: UInt32, _ name: String) throws(RecordError) {
-            if seen & bit != 0 { throw RecordError(field: name, rule: .duplicateKey, message: "key appears twice") }
-            seen |= bit
-        }
-
         try s.forEachMember("$") { (s: inout JSONScanner, key: ScannedString) throws(RecordError) in
             if s.equals(key, "id") {
-                try mark(1, "id")
+                try Self.mark(&seen, 1, "id")
                 sample.id = try Self.readID(&s, "id", maxBytes: maxIDBytes)
                 haveID = true
             } else if s.equals(key, "ts") {
-                try mark(2, "ts")
+                try Self.mark(&seen, 2, "ts")
                 sample.timestamp = try Self.readTimestamp(&s, "ts")
                 haveTS = true
             } else if s.equals(key, "features") {
-                try mark(4, "features")
+                try Self.mark(&seen, 4, "features")
                 if s.consumeNull() { return }
                 try Self.readFloats(&s, "features", into: &sample.features)
                 if let d = featureCount, sample.features.count != d {
@@ -118,19 +113,19 @@ public struct SampleDecoder: Sendable {
                                       message: "has \(sample.features.count) values; expected \(d)")
                 }
             } else if s.equals(key, "teachers") {
-                try mark(8, "teachers")
+                try Self.mark(&seen, 8, "teachers")
                 try Self.readTeachers(&s, classes: c, into: &sample)
                 haveTeachers = true
             } else if s.equals(key, "student") {
-                try mark(16, "student")
+                try Self.mark(&seen, 16, "student")
                 if s.consumeNull() { return }
                 try Self.readStudent(&s, classes: c, into: &sample)
             } else if s.equals(key, "label") {
-                try mark(32, "label")
+                try Self.mark(&seen, 32, "label")
                 if s.consumeNull() { return }
                 sample.label = try Self.readLabel(&s, "label", classes: c)
             } else if s.equals(key, "slice") {
-                try mark(64, "slice")
+                try Self.mark(&seen, 64, "slice")
                 if s.consumeNull() { return }
                 let token = try s.scanString("slice")
                 sample.slice = s.decodeString(token)
@@ -143,6 +138,14 @@ public struct SampleDecoder: Sendable {
         if !haveID { throw RecordError(field: "id", rule: .missing, message: "required field is absent") }
         if !haveTS { throw RecordError(field: "ts", rule: .missing, message: "required field is absent") }
         if !haveTeachers { throw RecordError(field: "teachers", rule: .missing, message: "required field is absent") }
+    }
+
+    /// Records that a key was read; a second occurrence is an error. (A nested function capturing `seen` cost a
+    /// dynamic exclusivity check per key.)
+    @inline(__always)
+    static func mark(_ seen: inout UInt32, _ bit: UInt32, _ name: String) throws(RecordError) {
+        if seen & bit != 0 { throw RecordError(field: name, rule: .duplicateKey, message: "key appears twice") }
+        seen |= bit
     }
 
     // MARK: Label record

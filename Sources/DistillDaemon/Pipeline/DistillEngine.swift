@@ -254,9 +254,10 @@ public final class DistillEngine {
             return [reject(bytes, key, position, reason: error.rule.rawValue, field: error.field, error.message)]
         }
         let joinKey = self.joinKey(position.partition)
-        if case let (waiting, partition)? = labelJoins[joinKey]?.takeSample(for: record.id) {
-            var sample = waiting
-            sample.label = record.label
+        if var waiting = labelJoins[joinKey]?.takeSample(for: record.id) {
+            let partition = waiting.partition
+            waiting.sample.label = record.label
+            let sample = waiting.sample
             counters.labelsJoined += 1
             // The labeled half goes to the sample's own partition and pane, not the label's.
             weights.reset(idHash: StableHash.id(sample.id))

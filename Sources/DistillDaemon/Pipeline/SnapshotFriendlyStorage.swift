@@ -43,7 +43,7 @@ struct IDShards<Value> {
 
     /// Sets the entry for `id` and returns the value it replaced (nil when `id` is new).
     @discardableResult
-    mutating func updateValue(_ value: Value, forKey id: String) -> Value? {
+    mutating func updateValue(_ value: consuming Value, forKey id: String) -> Value? {
         let old = shards[Self.shard(id)].updateValue(value, forKey: id)
         if old == nil { count += 1 }
         return old

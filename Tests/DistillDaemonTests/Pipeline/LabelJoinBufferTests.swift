@@ -47,7 +47,7 @@ struct LabelJoinBufferTests {
         #expect(buffer.waitingSamples == samples.count && buffer.waitingLabels == 1)
         for (id, (sample, partition)) in expected(samples) {
             let taken = buffer.takeSample(for: id)
-            #expect(taken?.0 == sample && taken?.partition == partition, "\(id)")
+            #expect(taken?.sample == sample && taken?.partition == partition, "\(id)")
         }
         #expect(buffer.takeLabel(for: "early") == 1)
     }
