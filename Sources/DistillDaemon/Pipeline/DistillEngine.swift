@@ -94,6 +94,8 @@ public final class DistillEngine {
     /// The label join, one buffer per input partition for a worker (a partition's state moves with it), one for all
     /// otherwise (key 0).
     var labelJoins: [Int32: LabelJoinBuffer] = [:]
+    /// Each buffer's counts as last added into `counters` (see `countJoins(_:_:)`).
+    private var joinCounts: [Int32: LabelJoinCounts] = [:]
     let distiller: OnlineDistiller?
     /// Alert ids already published (fired/resolved episodes), so a replay never publishes one twice.
     var emittedAlerts: Set<String> = []
@@ -239,8 +241,7 @@ public final class DistillEngine {
         }
         counters.samplesIngested += 1
         out += learn(from: sample, partition: partition)
-        labelJoins[joinKey]?.expire(before: sample.timestamp)
-        countJoins()
+        if let counts = labelJoins[joinKey]?.expire(before: sample.timestamp) { countJoins(joinKey, counts) }
         out += closeWindows()
         return out
     }
@@ -264,9 +265,8 @@ public final class DistillEngine {
             windows.ingest(sample, groups: groupKeys(for: sample), weights: weights, partition: partition,
                            contribution: .labeled)
         } else {
-            labelJoins[joinKey, default: newJoinBuffer()].waitForSample(record)
+            countJoins(joinKey, labelJoins[joinKey, default: newJoinBuffer()].waitForSample(record))
         }
-        countJoins()
         // A label updates an open pane of the sample's partition; nothing can close because of it.
         return []
     }
@@ -279,9 +279,19 @@ public final class DistillEngine {
         LabelJoinBuffer(windowMillis: config.labels.joinWindowMillis, capacity: config.labels.maxBuffered)
     }
 
+    /// Recounts the join counters over every buffer (after buffers are added, dropped or restored).
     func countJoins() {
-        counters.labelsWaiting = labelJoins.values.reduce(0) { $0 + $1.waitingLabels }
-        counters.labelsTooLate = labelJoins.values.reduce(0) { $0 + $1.tooLate }
+        joinCounts = labelJoins.mapValues(\.counts)
+        counters.labelsWaiting = joinCounts.values.reduce(0) { $0 + $1.waitingLabels }
+        counters.labelsTooLate = joinCounts.values.reduce(0) { $0 + $1.tooLate }
+    }
+
+    /// Moves the join counters by the change in one buffer's counts. Summing every buffer per record copied each of
+    /// them twice: 64 copies a record on a worker with 32 partitions.
+    private func countJoins(_ joinKey: Int32, _ counts: LabelJoinCounts) {
+        let old = joinCounts.updateValue(counts, forKey: joinKey) ?? LabelJoinCounts()
+        counters.labelsWaiting += counts.waitingLabels - old.waitingLabels
+        counters.labelsTooLate += counts.tooLate - old.tooLate
     }
 
     /// The `samples` partitions this instance reads: the watermark waits until each has delivered data (or is
@@ -645,6 +655,7 @@ extension DistillEngine {
         evaluator.adoptEpisodes(from: state.evaluator)
         self.evaluator = evaluator
         labelJoins = [0: state.labelJoin]
+        joinCounts = labelJoins.mapValues(\.counts)
         emittedAlerts = Set(state.emittedAlerts)
         recentIDs = [0: state.recentIDs]
         parked = state.parked

@@ -31,6 +31,7 @@ struct LabelJoinBuffer: Codable, Sendable {
 
     var waitingLabels: Int { labels.count }
     var waitingSamples: Int { samples.count }
+    var counts: LabelJoinCounts { LabelJoinCounts(waitingLabels: waitingLabels, tooLate: tooLate) }
 
     /// Takes the sample (consuming it): copied in and out again, its arrays and strings were retained and released
     /// once more per waiting sample, a few percent of the engine's time.
@@ -42,10 +43,13 @@ struct LabelJoinBuffer: Codable, Sendable {
         sampleOrder.append(JoinEntry(id: id, ts: ts))
     }
 
-    mutating func waitForSample(_ label: LabelRecord) {
+    /// Returns the counts after the label is added.
+    @discardableResult
+    mutating func waitForSample(_ label: LabelRecord) -> LabelJoinCounts {
         if labels.count >= capacity { evictOldestLabel() }
         labels.updateValue(label, forKey: label.id)
         labelOrder.append(JoinEntry(id: label.id, ts: label.timestamp))
+        return counts
     }
 
     mutating func takeLabel(for id: String) -> Int? {
@@ -56,12 +60,14 @@ struct LabelJoinBuffer: Codable, Sendable {
         samples.removeValue(forKey: id)
     }
 
-    /// Drops entries older than `eventTime − window`.
-    mutating func expire(before eventTime: Int64) {
+    /// Drops entries older than `eventTime − window`; returns the counts left.
+    @discardableResult
+    mutating func expire(before eventTime: Int64) -> LabelJoinCounts {
         let cutoff = eventTime - windowMillis
         while sampleHead < sampleOrder.count, sampleOrder[sampleHead].ts < cutoff { evictOldestSample() }
         while labelHead < labelOrder.count, labelOrder[labelHead].ts < cutoff { evictOldestLabel() }
         compact()
+        return counts
     }
 
     private mutating func evictOldestSample() {
@@ -87,6 +93,12 @@ struct LabelJoinBuffer: Codable, Sendable {
             labelHead = 0
         }
     }
+}
+
+/// What the engine's counters report of a buffer: labels waiting for their sample, and labels that waited too long.
+struct LabelJoinCounts: Equatable, Sendable {
+    var waitingLabels = 0
+    var tooLate = 0
 }
 
 /// An unlabeled sample waiting for its label, and the partition whose panes its labeled half belongs to.

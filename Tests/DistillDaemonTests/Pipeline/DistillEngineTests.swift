@@ -1,5 +1,5 @@
 import DistillCore
-import DistillDaemon
+@testable import DistillDaemon
 import Foundation
 import Testing
 
@@ -175,6 +175,51 @@ struct DistillEngineTests {
         // Only half the samples got a label, and every labeled one is right: accuracy 1 on 150 samples.
         #expect(report.figures.newTeacherAccuracy?.value == 1.0)
         #expect(report.figures.teacherLabeledSamples == 150)
+    }
+}
+
+extension DistillEngineTests {
+    @Test("Join counters kept by each buffer's change equal a recount over every buffer (a worker with 4 partitions): labels waiting, labels too late")
+    func joinCountersIncremental() throws {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let engine = try DistillEngine(config: config, role: .worker)
+        let window = config.labels.joinWindowMillis
+        let t0: Int64 = 1_795_430_000_000
+        let step = max(window / 40, 1)
+        var orphans: [Int32: [Int64]] = [:]  // label timestamps with no sample, per partition
+        var lastSample: [Int32: Int64] = [:]
+        for i in 0..<400 {
+            let p = Int32(i % 4), ts = t0 + Int64(i) * step
+            let sample = """
+                {"id":"s\(i)","ts":\(ts),"teachers":[{"version":"v1","logits":[3,0,0,0]},\
+                {"version":"v2","logits":[3,0,1,0]}]}
+                """
+            if i % 3 == 0 {  // the label first: it waits, then its sample joins it
+                let label = "{\"id\":\"s\(i)\",\"label\":0,\"ts\":\(ts)}"
+                _ = engine.handleLabel(Array(label.utf8), key: nil, at: InputPosition(topic: "labels", partition: p, offset: 0))
+            }
+            _ = engine.handleSample(Array(sample.utf8), key: nil, at: InputPosition(topic: "samples", partition: p, offset: 0))
+            lastSample[p] = ts
+            if i % 5 == 0 {  // a label whose sample never comes
+                let label = "{\"id\":\"orphan\(i)\",\"label\":1,\"ts\":\(ts)}"
+                _ = engine.handleLabel(Array(label.utf8), key: nil, at: InputPosition(topic: "labels", partition: p, offset: 0))
+                orphans[p, default: []].append(ts)
+            }
+            if i % 37 == 0 {
+                let live = engine.counters
+                engine.countJoins()
+                #expect(engine.counters.labelsWaiting == live.labelsWaiting && engine.counters.labelsTooLate == live.labelsTooLate,
+                        "after record \(i)")
+            }
+        }
+        // Independently: an orphan label is too late once a later sample of its partition is past its time + window.
+        var tooLate = 0, waiting = 0
+        for (p, times) in orphans {
+            for ts in times { if ts < lastSample[p]! - window { tooLate += 1 } else { waiting += 1 } }
+        }
+        #expect(tooLate > 0 && waiting > 0, "the scenario has both")
+        #expect(engine.counters.labelsTooLate == tooLate)
+        #expect(engine.counters.labelsWaiting == waiting)
     }
 }
 
