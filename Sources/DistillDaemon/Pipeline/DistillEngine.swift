@@ -256,14 +256,12 @@ public final class DistillEngine {
         }
         let joinKey = self.joinKey(position.partition)
         if var waiting = labelJoins[joinKey]?.takeSample(for: record.id) {
-            let partition = waiting.partition
             waiting.sample.label = record.label
-            let sample = waiting.sample
             counters.labelsJoined += 1
             // The labeled half goes to the sample's own partition and pane, not the label's.
-            weights.reset(idHash: StableHash.id(sample.id))
-            windows.ingest(sample, groups: groupKeys(for: sample), weights: weights, partition: partition,
-                           contribution: .labeled)
+            weights.reset(idHash: StableHash.id(waiting.sample.id))
+            windows.ingest(waiting.sample, groups: groupKeys(for: waiting.sample), weights: weights,
+                           partition: waiting.partition, contribution: .labeled)
         } else {
             countJoins(joinKey, labelJoins[joinKey, default: newJoinBuffer()].waitForSample(record))
         }
