@@ -140,12 +140,11 @@ final class PipelineRunner {
         }
         lagQuery?.cancel()
         await lagQuery?.value
-        logger.info("shutting down: final checkpoint")
-        try await finalCheckpoint()
-        await scaleOut?.close()
-        await inputs.close()
-        await registryConsumer.close()
-        await producer.close()
+        try await logger.shutdownStep("final checkpoint") { try await finalCheckpoint() }
+        if let scaleOut { await logger.shutdownStep("scale-out consumers close") { await scaleOut.close() } }
+        await logger.shutdownStep("input consumer close") { await inputs.close() }
+        await logger.shutdownStep("registry reader close") { await registryConsumer.close() }
+        await logger.shutdownStep("producer close") { await producer.close() }
         // The engine's counters (over the state's whole life), once: `distilld bench` reads its child daemon's here.
         let done = engine.counters
         logger.info("distilld stopped", metadata: [

@@ -423,7 +423,7 @@ final class ScaleOutCoordinator {
 
     func close() async {
         await stopMerging("shutting down")
-        await lease.close()
-        await averages.close()
+        await logger.shutdownStep("merge lease consumer close") { await lease.close() }
+        await logger.shutdownStep("averages reader close") { await averages.close() }
     }
 }
