@@ -90,6 +90,23 @@ struct PartitionReaderTests {
         await #expect(throws: KafkaError.self) { try await reader.assign([partitions[0]: 0]) }
     }
 
+    @Test("A released reader's client is destroyed, closed or not")
+    func releasedReaderLetsGo() async throws {
+        let (broker, _) = try await Self.readback()
+        for closeFirst in [true, false] {
+            var reader: PartitionReader? = try PartitionReader(properties: broker.clientProperties, logger: testLogger)
+            try await reader?.assign([TopicPartition("readback", 0): KafkaOffset.beginning])
+            _ = try await reader?.poll(maxMessages: 10, timeout: .seconds(5))
+            weak let handle = reader?.handle
+            #expect(handle != nil)
+            if closeFirst { await reader?.close() }
+            reader = nil
+            let deadline = ContinuousClock.now + .seconds(5)
+            while handle != nil && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(handle == nil, "closed first: \(closeFirst)")
+        }
+    }
+
     @Test("A partition that does not exist is reported as a client error; the others still read")
     func unknownPartition() async throws {
         let (broker, expected) = try await Self.readback()

@@ -33,7 +33,11 @@ public final class PartitionReader: Sendable {
         reading = Reading(handle)
     }
 
-    deinit { reading.stop() }
+    deinit {
+        // On the poll queue: a close that timed out may still be stopping the partitions there.
+        let reading = reading
+        pollQueue.async { reading.stop() }
+    }
 
     /// Reads exactly these partitions from these offsets (absolute, or `KafkaOffset.beginning`/`.end`/`.tail(n)`),
     /// instead of what it read before: records of the previous partitions still queued are dropped.
@@ -72,10 +76,26 @@ public final class PartitionReader: Sendable {
     public var clientErrors: [KafkaError] { handle.context.clientErrors.withLock { $0 } }
 
     /// Stops reading. Idempotent; the client itself goes when the reader is released.
-    public func close() async {
+    ///
+    /// Returns after `timeout` even if librdkafka has not finished: stopping a partition waits, without a bound of its
+    /// own, for the broker thread that fetches it.
+    public func close(timeout: Duration = .seconds(30)) async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let reading = reading
-        await onPollQueue { reading.stop() }
+        let logger = handle.context.logger
+        let finished = ResumeOnce()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            finished.set(continuation)
+            pollQueue.async {
+                reading.stop()
+                finished.resume()
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.milliseconds))) {
+                if finished.resume() {
+                    logger.error("partition reader close did not finish within \(timeout); leaving it to finish later")
+                }
+            }
+        }
     }
 
     private func checkOpen() throws(KafkaError) {
@@ -93,8 +113,8 @@ public final class PartitionReader: Sendable {
     }
 }
 
-/// The read queue and the partitions fetched into it. Used only on the reader's poll queue (or from its deinit,
-/// when nothing else can run), hence `@unchecked Sendable`.
+/// The read queue and the partitions fetched into it. Used only on the reader's poll queue, hence
+/// `@unchecked Sendable`. It holds the client handle, so the client goes only after its partitions are stopped.
 private final class Reading: @unchecked Sendable {
     private let rk: RdKafkaHandle
     private var queue: OpaquePointer?
