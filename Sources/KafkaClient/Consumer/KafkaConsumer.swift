@@ -93,11 +93,7 @@ public final class KafkaConsumer: Sendable {
         }
         let rk = handle
         let ms = timeout.milliseconds
-        return await withCheckedContinuation { continuation in
-            pollQueue.async {
-                continuation.resume(returning: KafkaConsumer.pollBlocking(rk, maxMessages: maxMessages, timeoutMs: ms))
-            }
-        }
+        return await pollQueue.result { KafkaConsumer.pollBlocking(rk, maxMessages: maxMessages, timeoutMs: ms) }
     }
 
     /// `poll` on the calling thread, which it blocks: for a caller that owns a thread (a benchmark's consume loop on
@@ -125,10 +121,7 @@ public final class KafkaConsumer: Sendable {
             let m = raw.pointee
             if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF { continue }
-                let detail = m.payload.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? ""
-                let code = KafkaErrorCode(m.err)
-                events.append(.error(KafkaError(.consume, code: code, reason: rk.context.properties.redact(
-                    "\(code.message)\(detail.isEmpty ? "" : ": " + detail)"))))
+                events.append(.error(KafkaError(failed: m, properties: rk.context.properties)))
                 continue
             }
             let topic: String
@@ -233,7 +226,7 @@ public final class KafkaConsumer: Sendable {
     public func commit(timeout: Duration = .seconds(30)) async throws(KafkaError) {
         let rk = handle
         let ms = timeout.milliseconds
-        let err = await onControlQueue { KafkaConsumer.commitStored(rk.pointer, timeoutMs: ms) }
+        let err = await controlQueue.result { KafkaConsumer.commitStored(rk.pointer, timeoutMs: ms) }
         if err == RD_KAFKA_RESP_ERR__NO_OFFSET { return }
         if let error = KafkaError.from(err, .commit, "commit offsets") { throw error }
     }
@@ -256,7 +249,7 @@ public final class KafkaConsumer: Sendable {
     ) async throws(KafkaError) -> [TopicPartition: Int64] {
         let rk = handle
         let ms = timeout.milliseconds
-        let (err, elements) = await onControlQueue {
+        let (err, elements) = await controlQueue.result {
             let list = TopicPartitionList(partitions)
             let err = rd_kafka_committed(rk.pointer, list.pointer, ms)
             return (KafkaErrorCode(err), list.elements.map { ($0.tp, $0.offset) })
@@ -271,7 +264,7 @@ public final class KafkaConsumer: Sendable {
     public func seek(_ partition: TopicPartition, to offset: Int64, timeout: Duration = .seconds(10)) async throws(KafkaError) {
         let rk = handle
         let ms = timeout.milliseconds
-        let result: KafkaError? = await onControlQueue {
+        let result: KafkaError? = await controlQueue.result {
             let list = TopicPartitionList([partition], offset: offset)
             if let error = rd_kafka_seek_partitions(rk.pointer, list.pointer, ms) {
                 return KafkaError.consuming(error, .seek, "seek \(partition) to \(offset)")
@@ -317,7 +310,7 @@ public final class KafkaConsumer: Sendable {
     public func highWatermarks(_ partitions: [TopicPartition], timeout: Duration = .seconds(5)) async throws(KafkaError)
         -> [TopicPartition: Int64] {
         let rk = handle
-        return try await onControlQueue { ClusterQueries.highWatermarks(rk, partitions, timeoutMs: timeout.milliseconds) }
+        return try await controlQueue.result { ClusterQueries.highWatermarks(rk, partitions, timeoutMs: timeout.milliseconds) }
             .get()
     }
 
@@ -331,7 +324,7 @@ public final class KafkaConsumer: Sendable {
         guard !partitions.isEmpty else { return [:] }
         let rk = handle
         let ms = timeout.milliseconds
-        let result: Result<[TopicPartition: PartitionLag], KafkaError> = await onControlQueue {
+        let result: Result<[TopicPartition: PartitionLag], KafkaError> = await controlQueue.result {
             let positions = TopicPartitionList(partitions)
             rd_kafka_position(rk.pointer, positions.pointer)
             var unknown: [TopicPartition] = []
@@ -382,7 +375,7 @@ public final class KafkaConsumer: Sendable {
     /// The number of partitions of `topic`, from the cluster's metadata.
     public func partitionCount(of topic: String, timeout: Duration = .seconds(10)) async throws(KafkaError) -> Int {
         let rk = handle
-        return try await onControlQueue { ClusterQueries.partitionCount(rk, of: topic, timeoutMs: timeout.milliseconds) }
+        return try await controlQueue.result { ClusterQueries.partitionCount(rk, of: topic, timeoutMs: timeout.milliseconds) }
             .get()
     }
 
@@ -398,34 +391,26 @@ public final class KafkaConsumer: Sendable {
         let rk = handle
         let leave = subscribed.load(ordering: .acquiring)
         let commitMs = max(1, timeout.milliseconds / 2)
-        let finished = ResumeOnce()
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            finished.set(continuation)
-            pollQueue.async {
-                // Commit while the membership is still stable; the commit inside the revoke callback can be
-                // refused (REBALANCE_IN_PROGRESS) once leaving has started.
-                let commitErr = KafkaConsumer.commitStored(rk.pointer, timeoutMs: commitMs)
-                if commitErr != RD_KAFKA_RESP_ERR_NO_ERROR && commitErr != RD_KAFKA_RESP_ERR__NO_OFFSET {
-                    rk.context.logger.warning(
-                        "commit on close failed: \(KafkaErrorCode(commitErr)); records done since the last commit will be redelivered")
-                }
-                if leave { KafkaConsumer.leaveGroup(rk, timeoutMs: min(commitMs, 5_000)) }
-                let err = rd_kafka_consumer_close(rk.pointer)
-                if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                    rk.context.logger.warning("consumer close: \(KafkaErrorCode(err).message)")
-                }
-                _ = rk.context.drainEvents()
-                finished.resume()
+        // The logger, not the handle, in the timeout: holding the handle there kept librdkafka's threads alive for
+        // `timeout` after every close.
+        let logger = rk.context.logger
+        await pollQueue.bounded(by: timeout) {
+            // Commit while the membership is still stable; the commit inside the revoke callback can be refused
+            // (REBALANCE_IN_PROGRESS) once leaving has started.
+            let commitErr = KafkaConsumer.commitStored(rk.pointer, timeoutMs: commitMs)
+            if commitErr != RD_KAFKA_RESP_ERR_NO_ERROR && commitErr != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                rk.context.logger.warning(
+                    "commit on close failed: \(KafkaErrorCode(commitErr)); records done since the last commit will be redelivered")
             }
-            // The logger, not the handle: holding the handle here kept librdkafka's threads alive for `timeout`
-            // after every close.
-            let logger = rk.context.logger
-            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.milliseconds))) {
-                if finished.resume() {
-                    logger.error(
-                        "consumer close did not finish within \(timeout): no broker answered; leaving the client open (offsets not committed are redelivered)")
-                }
+            if leave { KafkaConsumer.leaveGroup(rk, timeoutMs: min(commitMs, 5_000)) }
+            let err = rd_kafka_consumer_close(rk.pointer)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                rk.context.logger.warning("consumer close: \(KafkaErrorCode(err).message)")
             }
+            _ = rk.context.drainEvents()
+        } onTimeout: {
+            logger.error(
+                "consumer close did not finish within \(timeout): no broker answered; leaving the client open (offsets not committed are redelivered)")
         }
     }
 
@@ -447,31 +432,6 @@ public final class KafkaConsumer: Sendable {
 
     /// Client errors reported by librdkafka's `error_cb` so far.
     public var clientErrors: [KafkaError] { handle.context.clientErrors.withLock { $0 } }
-
-    private func onControlQueue<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            controlQueue.async { continuation.resume(returning: work()) }
-        }
-    }
-}
-
-/// Resumes a continuation once, whichever of several paths gets there first.
-final class ResumeOnce: Sendable {
-    private let continuation = Mutex<CheckedContinuation<Void, Never>?>(nil)
-    private let done = Atomic<Bool>(false)
-
-    func set(_ c: CheckedContinuation<Void, Never>) {
-        continuation.withLock { $0 = c }
-    }
-
-    /// True for the caller that resumed it.
-    @discardableResult
-    func resume() -> Bool {
-        guard !done.exchange(true, ordering: .acquiringAndReleasing) else { return false }
-        let c = continuation.withLock { c in defer { c = nil }; return c }
-        c?.resume()
-        return true
-    }
 }
 
 extension Duration {

@@ -99,3 +99,12 @@ extension KafkaMessage {
             timestamp: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
     }
 }
+
+extension KafkaError {
+    /// The error a consumed message carries instead of a record (its payload is librdkafka's text, if any).
+    init(failed m: rd_kafka_message_t, properties: KafkaProperties) {
+        let detail = m.payload.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? ""
+        let code = KafkaErrorCode(m.err)
+        self.init(.consume, code: code, reason: properties.redact("\(code.message)\(detail.isEmpty ? "" : ": " + detail)"))
+    }
+}

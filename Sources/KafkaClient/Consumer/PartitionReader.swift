@@ -44,7 +44,7 @@ public final class PartitionReader: Sendable {
     public func assign(_ offsets: [TopicPartition: Int64]) async throws(KafkaError) {
         try checkOpen()
         let reading = reading
-        try await onPollQueue { reading.start(offsets) }.get()
+        try await pollQueue.result { reading.start(offsets) }.get()
     }
 
     /// Waits up to `timeout` for the first record, then takes what is ready, up to `maxMessages` records. Empty on
@@ -54,21 +54,21 @@ public final class PartitionReader: Sendable {
         try checkOpen()
         let reading = reading
         let ms = timeout.milliseconds
-        return await onPollQueue { reading.poll(maxMessages: maxMessages, timeoutMs: ms) }
+        return await pollQueue.result { reading.poll(maxMessages: maxMessages, timeoutMs: ms) }
     }
 
     /// The partitions' high watermarks as the broker reports them now.
     public func highWatermarks(_ partitions: [TopicPartition], timeout: Duration = .seconds(5)) async throws(KafkaError)
         -> [TopicPartition: Int64] {
         let rk = handle
-        return try await onControlQueue { ClusterQueries.highWatermarks(rk, partitions, timeoutMs: timeout.milliseconds) }
+        return try await controlQueue.result { ClusterQueries.highWatermarks(rk, partitions, timeoutMs: timeout.milliseconds) }
             .get()
     }
 
     /// The number of partitions of `topic`, from the cluster's metadata.
     public func partitionCount(of topic: String, timeout: Duration = .seconds(10)) async throws(KafkaError) -> Int {
         let rk = handle
-        return try await onControlQueue { ClusterQueries.partitionCount(rk, of: topic, timeoutMs: timeout.milliseconds) }
+        return try await controlQueue.result { ClusterQueries.partitionCount(rk, of: topic, timeoutMs: timeout.milliseconds) }
             .get()
     }
 
@@ -83,18 +83,10 @@ public final class PartitionReader: Sendable {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let reading = reading
         let logger = handle.context.logger
-        let finished = ResumeOnce()
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            finished.set(continuation)
-            pollQueue.async {
-                reading.stop()
-                finished.resume()
-            }
-            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.milliseconds))) {
-                if finished.resume() {
-                    logger.error("partition reader close did not finish within \(timeout); leaving it to finish later")
-                }
-            }
+        await pollQueue.bounded(by: timeout) {
+            reading.stop()
+        } onTimeout: {
+            logger.error("partition reader close did not finish within \(timeout); leaving it to finish later")
         }
     }
 
@@ -102,14 +94,6 @@ public final class PartitionReader: Sendable {
         guard !closed.load(ordering: .acquiring) else {
             throw KafkaError(.closed, reason: "the reader is closed", hint: "create a new reader")
         }
-    }
-
-    private func onPollQueue<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in pollQueue.async { continuation.resume(returning: work()) } }
-    }
-
-    private func onControlQueue<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in controlQueue.async { continuation.resume(returning: work()) } }
     }
 }
 
@@ -157,10 +141,7 @@ private final class Reading: @unchecked Sendable {
             let err = m.pointee.err
             if err == RD_KAFKA_RESP_ERR__PARTITION_EOF { continue }
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                let detail = m.pointee.payload.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? ""
-                let code = KafkaErrorCode(err)
-                events.append(.error(KafkaError(.consume, code: code, reason: rk.context.properties.redact(
-                    "\(code.message)\(detail.isEmpty ? "" : ": " + detail)"))))
+                events.append(.error(KafkaError(failed: m.pointee, properties: rk.context.properties)))
                 continue
             }
             events.append(.message(KafkaMessage(copying: m, topic: name(of: m.pointee.rkt))))
