@@ -13,15 +13,18 @@ let testLogger: Logger = {
 /// A group id no other test uses.
 func uniqueGroup(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8))" }
 
-/// Produces `count` records with value "seq-N" and key "kN%keys", collecting every delivery result.
-/// Returns the reports by sequence number; fails the test on any delivery error.
+/// Produces `count` records with value "seq-N" (padded with spaces to `valueBytes`) and key "kN%keys", collecting
+/// every delivery result. Returns the reports by sequence number; fails the test on any delivery error.
 func produceSequence(
-    _ producer: KafkaProducer, topic: String, count: Int, keys: Int = 97, during: (Int) throws -> Void = { _ in }
+    _ producer: KafkaProducer, topic: String, count: Int, keys: Int = 97, valueBytes: Int = 0,
+    during: (Int) throws -> Void = { _ in }
 ) async throws -> [Int: DeliveryReport] {
     let reports = Locked<[Int: DeliveryReport]>([:])
     let failures = Locked<[KafkaError]>([])
     for seq in 0..<count {
-        let record = ProducerRecord(topic: topic, key: "k\(seq % keys)", value: Array("seq-\(seq)".utf8))
+        var value = Array("seq-\(seq)".utf8)
+        if value.count < valueBytes { value += repeatElement(UInt8(ascii: " "), count: valueBytes - value.count) }
+        let record = ProducerRecord(topic: topic, key: "k\(seq % keys)", value: value)
         while !enqueue(producer, record, seq: seq, reports: reports, failures: failures) {
             try await Task.sleep(for: .milliseconds(5))
         }
@@ -63,7 +66,7 @@ func deliveredByPartition(_ reports: [Int: DeliveryReport]) -> [Int32: [(offset:
 }
 
 func sequenceNumber(_ message: KafkaMessage) -> Int {
-    Int(String(decoding: message.value, as: UTF8.self).dropFirst(4))!
+    Int(String(decoding: message.value, as: UTF8.self).dropFirst(4).prefix { $0 != " " })!
 }
 
 /// Polls until `done` says so or `deadline` passes.

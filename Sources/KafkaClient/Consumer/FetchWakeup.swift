@@ -1,0 +1,64 @@
+import CRdKafka
+import Dispatch
+import Synchronization
+
+// MARK: - FetchWakeup
+
+/// Wakes a consumer's broker threads as the application drains their prefetch queue.
+///
+/// librdkafka 2.0.2 stops fetching a partition while the consumer's queue holds `queued.max.messages.kbytes`
+/// (or `queued.min.messages`), and decides again only when its broker thread next wakes: on an op, on I/O, or
+/// after 1 s. Draining the queue wakes nothing, so a backlogged consumer whose queue is smaller than a second of
+/// consumption idles for the rest of each second (librdkafka 2.2 added `fetch.queue.backoff.ms` for this). Each
+/// time the application has taken half a queue's worth, this sends one ListOffsets request to every leader of the
+/// assignment, on a queue of its own and at most one at a time; the request is an op on each broker thread, which
+/// then serves its partitions and fetches again. The answer is not used.
+final class FetchWakeup: Sendable {
+    /// Bytes of payload taken since the last wake-up that call for the next one: half of `queued.max.messages.kbytes`
+    /// (librdkafka counts a kilobyte as 1,000 bytes there).
+    let byteThreshold: Int
+    /// Messages taken since the last wake-up that call for the next one: half of `queued.min.messages`.
+    let messageThreshold: Int
+    private let taken = Mutex<(bytes: Int, messages: Int)>((0, 0))
+    private let inFlight = Atomic<Bool>(false)
+    private let sent = Atomic<Int>(0)
+    private let queue = DispatchQueue(label: "distilld.kafka.consumer.wakeup")
+
+    /// Thresholds from the client's effective configuration.
+    init(_ rk: RdKafkaHandle) {
+        let conf = rd_kafka_conf(rk.pointer)
+        func value(_ name: String, default fallback: Int) -> Int {
+            var buffer = [CChar](repeating: 0, count: 64)
+            var size = buffer.count
+            guard rd_kafka_conf_get(conf, name, &buffer, &size) == RD_KAFKA_CONF_OK else { return fallback }
+            return Int(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+                ?? fallback
+        }
+        byteThreshold = max(1, value("queued.max.messages.kbytes", default: 65_536) * 1_000 / 2)
+        messageThreshold = max(1, value("queued.min.messages", default: 100_000) / 2)
+    }
+
+    /// Wake-ups sent so far.
+    var wakeups: Int { sent.load(ordering: .relaxed) }
+
+    /// Counts what a poll took; sends a wake-up when half a queue has gone since the last one.
+    func took(bytes: Int, messages: Int, from rk: RdKafkaHandle) {
+        guard messages > 0 else { return }
+        let due = taken.withLock { t -> Bool in
+            t.bytes &+= bytes
+            t.messages &+= messages
+            guard t.bytes >= byteThreshold || t.messages >= messageThreshold else { return false }
+            // One in flight: the count goes on, and the poll after it ends sends the next.
+            guard !inFlight.exchange(true, ordering: .acquiringAndReleasing) else { return false }
+            t = (0, 0)
+            return true
+        }
+        guard due else { return }
+        sent.add(1, ordering: .relaxed)
+        queue.async {
+            defer { self.inFlight.store(false, ordering: .releasing) }
+            let partitions = KafkaConsumer.assignment(of: rk.pointer)
+            if !partitions.isEmpty { _ = ClusterQueries.highWatermarks(rk, partitions, timeoutMs: 1_000) }
+        }
+    }
+}
