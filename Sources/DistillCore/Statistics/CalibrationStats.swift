@@ -105,6 +105,9 @@ public struct CalibrationStats: Sendable, Codable, Equatable {
     }
 
     /// Adds another pane's statistics.
+    /// Prunes the bottom-k sample (see `LogitSample.prune(above:)`); every other figure is untouched.
+    public mutating func pruneSample(above bound: UInt64) { sample.prune(above: bound) }
+
     public mutating func merge(_ other: CalibrationStats) {
         precondition(classes == other.classes && bins == other.bins, "CalibrationStats.merge: shape mismatch")
         sums.merge(other.sums)
@@ -224,6 +227,10 @@ public struct LogitSample: Sendable, Codable {
     private var pendingHashes: [UInt64] = []
     private var pendingLabels: [Int32] = []
     private var pendingLogits: [Float] = []
+    /// Offers with a larger hash are refused: the union this sample will be merged into already holds `capacity`
+    /// samples with hashes at most this (see `prune(above:)`). Not encoded: a restored sample takes offers again
+    /// until it is next pruned.
+    private var bound: UInt64 = .max
 
     /// Offers collected before they are folded in.
     static let pendingLimit = 128
@@ -280,13 +287,30 @@ public struct LogitSample: Sendable, Codable {
 
     /// Offers a sample; it is kept if its hash is among the `capacity` smallest.
     public mutating func offer(hash: UInt64, logits row: UnsafeBufferPointer<Float>, label: Int) {
-        guard capacity > 0 else { return }
+        guard capacity > 0, hash <= bound else { return }
         // Full: only a hash below the largest kept one can enter (an equal one arrived later, so it ranks after).
         if keptHashes.count == capacity, let last = keptHashes.last, hash >= last { return }
         pendingHashes.append(hash)
         pendingLabels.append(Int32(label))
         pendingLogits.append(contentsOf: row)
         if pendingHashes.count >= Self.pendingLimit { fold() }
+    }
+
+    /// Drops the samples whose hash is above `bound` and refuses such offers from now on.
+    ///
+    /// Only for a part of a union (one partition's share of a pane) when the union is known to hold at least
+    /// `capacity` samples with hashes at most `bound`: none of the dropped can then be among the union's `capacity`
+    /// smallest, and equal hashes are all kept, so merging the parts gives exactly what it gave without pruning.
+    /// With P partitions, each part then holds about `capacity / P` samples instead of `capacity`.
+    public mutating func prune(above bound: UInt64) {
+        self.bound = min(self.bound, bound)
+        fold()
+        let keep = keptHashes.firstIndex { $0 > self.bound } ?? keptHashes.count
+        guard keep < keptHashes.count else { return }
+        // New arrays, so the memory goes (removing a tail keeps the capacity).
+        keptHashes = Array(keptHashes[..<keep])
+        keptLabels = Array(keptLabels[..<keep])
+        keptLogits = Array(keptLogits[..<(keep * classes)])
     }
 
     /// Folds the pending offers into the kept arrays.

@@ -116,6 +116,11 @@ public struct DistillWindowSet: Sendable, Codable {
     var calibrationTime: [EventTimeWindows<CalibrationKey, CalibrationStats>] = []
     var calibrationCount: [CountWindows<CalibrationKey, CalibrationStats>] = []
 
+    /// Labeled samples folded in since the calibration samples were last pruned (not encoded).
+    var labeledSincePrune = 0
+    /// Labeled samples between two prunings of the calibration samples (`pruneCalibrationSamples()`).
+    var calibrationPrunePeriod = 4_096
+
     enum CodingKeys: String, CodingKey { case config, timeWindows, countWindows, calibrationTime, calibrationCount }
 
     /// Creates the windows of `config` (validate it first).
@@ -222,8 +227,54 @@ public struct DistillWindowSet: Sendable, Codable {
             for i in calibrationCount.indices {
                 calibrationCount[i].ingest(eventTime: sample.timestamp, updateCalibration)
             }
+            labeledSincePrune += 1
+            if labeledSincePrune >= calibrationPrunePeriod {
+                labeledSincePrune = 0
+                pruneCalibrationSamples()
+            }
         }
         return late
+    }
+
+    /// Shrinks the bottom-k calibration samples of open panes to what their pane can still use.
+    ///
+    /// Each input partition keeps its own partial of an open pane, so with P partitions a pane held P bottom-k
+    /// samples of `calibrationSampleCapacity` each, P times what the sealed pane keeps: at 32 partitions and five
+    /// model versions, two thirds of the windows' state. For each open pane and key this finds the
+    /// `capacity`-th smallest hash over every partition's sample and prunes each partition's sample above it
+    /// (`LogitSample.prune(above:)`): the pane's merged sample, and so every figure, is unchanged, and a pane's
+    /// samples together hold about `capacity` entries. Not in per-partition mode (scale-out workers), whose
+    /// partials move between instances one partition at a time.
+    mutating func pruneCalibrationSamples() {
+        let capacity = config.calibrationSampleCapacity
+        guard capacity > 0 else { return }
+        for i in calibrationTime.indices where !calibrationTime[i].perPartition {
+            calibrationTime[i].withOpenPartials { _, partials in
+                guard partials.count > 1 else { return }
+                var keys = Set<CalibrationKey>()
+                for groups in partials { keys.formUnion(groups.keys) }
+                for key in keys {
+                    var hashes: [UInt64] = []
+                    for groups in partials { if let stats = groups[key] { hashes += stats.sample.hashes } }
+                    guard hashes.count > capacity else { continue }
+                    hashes.sort()
+                    let bound = hashes[capacity - 1]
+                    guard bound < hashes[hashes.count - 1] else { continue }
+                    for j in partials.indices where partials[j][key] != nil {
+                        partials[j][key]!.pruneSample(above: bound)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Entries held by the bottom-k calibration samples of open panes, over every partition.
+    var openCalibrationSampleEntries: Int {
+        calibrationTime.reduce(0) { total, w in
+            total + w.openPanes.values.reduce(0) { t, panes in
+                t + panes.values.reduce(0) { $0 + $1.groups.values.reduce(0) { $0 + $1.sample.count } }
+            }
+        }
     }
 
     /// Makes every event-time window's watermark follow the input watermark (see `setInputWatermark(_:)`).

@@ -127,6 +127,25 @@ public struct EventTimeWindows<Key: Hashable & Sendable & Codable, Aggregate: Wi
         return .accepted
     }
 
+    /// Calls `body` once per open pane with the groups of that pane's open partials, one entry per partition (in
+    /// ascending partition order), which it may change in place. For passes that need a pane's partitions side by
+    /// side; what `body` leaves is put back.
+    mutating func withOpenPartials(_ body: (_ pane: Int64, _ groups: inout [[Key: Aggregate]]) -> Void) {
+        var partitionsByPane: [Int64: [Int32]] = [:]
+        for partition in openPanes.keys.sorted() {
+            for pane in openPanes[partition]!.keys { partitionsByPane[pane, default: []].append(partition) }
+        }
+        for (pane, partitions) in partitionsByPane {
+            // Moved out, not copied: each dictionary stays uniquely referenced while `body` changes it.
+            var groups = partitions.map { p -> [Key: Aggregate] in
+                defer { openPanes[p]![pane]!.groups = [:] }
+                return openPanes[p]![pane]!.groups
+            }
+            body(pane, &groups)
+            for (i, p) in partitions.enumerated() { openPanes[p]![pane]!.groups = groups[i] }
+        }
+    }
+
     /// Removes and returns every open partial whose pane has ended (end ≤ watermark), ordered by pane then partition.
     /// Their panes can no longer change: later samples for them are late.
     public mutating func sealPanes() -> [PanePartial<Key, Aggregate>] {

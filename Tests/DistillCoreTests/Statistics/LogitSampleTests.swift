@@ -1,4 +1,4 @@
-import DistillCore
+@testable import DistillCore
 import Foundation
 import Testing
 
@@ -71,5 +71,56 @@ struct LogitSampleTests {
         let decoded = try JSONDecoder().decode(LogitSample.self, from: data)
         #expect(decoded == parts[2])
         Self.check(decoded, references[2], "decoded")
+    }
+
+    /// Pruning each part above its union's `capacity`-th smallest hash must not change the union's bottom-k.
+    @Test("parts pruned above their union's capacity-th smallest hash merge to the same sample, ties included",
+          arguments: [5, 64])
+    func pruneKeepsTheUnionsBottomK(capacity: Int) throws {
+        let c = 2
+        var rng = SeededRandom(seed: 40 + UInt64(capacity))
+        let parts = 6
+        var pruned = [LogitSample](repeating: LogitSample(classes: c, capacity: capacity), count: parts)
+        var whole = pruned
+        var references = [Reference](repeating: Reference(classes: c, capacity: capacity), count: parts)
+        var bound = UInt64.max
+        for step in 0..<4_000 {
+            // A small hash space, so ties at the bound are common.
+            let hash = rng.next() % 900
+            let row: [Float] = [Float(step), -Float(step)]
+            let label = Int(rng.next() % UInt64(c))
+            let k = Int(rng.next() % UInt64(parts))
+            row.withUnsafeBufferPointer {
+                pruned[k].offer(hash: hash, logits: $0, label: label)
+                whole[k].offer(hash: hash, logits: $0, label: label)
+            }
+            references[k].offer(hash, row, label)
+            if step % 97 == 96 {
+                // The bound: the capacity-th smallest hash over every part (as the window set computes it).
+                let hashes = pruned.flatMap(\.hashes).sorted()
+                if hashes.count > capacity {
+                    bound = min(bound, hashes[capacity - 1])
+                    for j in 0..<parts { pruned[j].prune(above: bound) }
+                    for j in 0..<parts { #expect(pruned[j].hashes.allSatisfy { $0 <= bound }) }
+                    // Everything the parts hold at most the bound stays: their union still has the capacity.
+                    #expect(pruned.flatMap(\.hashes).count >= capacity)
+                }
+            }
+            // Offers above the bound are refused.
+            #expect(pruned[k].hashes.allSatisfy { $0 <= bound }, "step \(step)")
+        }
+        var mergedPruned = LogitSample(classes: c, capacity: capacity)
+        var mergedWhole = mergedPruned
+        var reference = Reference(classes: c, capacity: capacity)
+        for j in 0..<parts {
+            mergedPruned.merge(pruned[j])
+            mergedWhole.merge(whole[j])
+            reference.merge(references[j])
+        }
+        Self.check(mergedWhole, reference, "unpruned parts")
+        Self.check(mergedPruned, reference, "pruned parts")
+        // Pruned, the parts hold about one union's worth; unpruned, up to `parts` of them.
+        let held = pruned.map(\.count).reduce(0, +), heldWhole = whole.map(\.count).reduce(0, +)
+        #expect(held < heldWhole, "held \(held) of \(heldWhole)")
     }
 }
