@@ -85,6 +85,36 @@ struct StateBinaryCoderTests {
         print("figure: engine state JSON \(before.count) B, binary \(bytes.count) B")
     }
 
+    /// A `LogitSample` as binary checkpoints held it until 2026-12-07: its packed arrays as base64 strings.
+    struct Base64LogitSample: Encodable {
+        let classes: Int, capacity: Int, hashes: String, labels: String, logits: String
+    }
+
+    @Test("Packed number arrays are raw bytes in the binary form, base64 in JSON; binary checkpoints' base64 strings of before still decode")
+    func packedNumberArrays() throws {
+        var sample = LogitSample(classes: 3, capacity: 10)
+        for i in 0..<6 {
+            let row: [Float] = [Float(i), -0.0, .leastNonzeroMagnitude]
+            row.withUnsafeBufferPointer { sample.offer(hash: UInt64(100 - i * 7), logits: $0, label: i % 3) }
+        }
+        let bytes = try StateBinaryEncoder().encode(sample)
+        #expect(try StateBinaryDecoder().decode(LogitSample.self, from: bytes) == sample)
+
+        func base64<T>(_ values: [T]) -> String { values.withUnsafeBytes { Data($0).base64EncodedString() } }
+        let old = Base64LogitSample(classes: 3, capacity: 10, hashes: base64(sample.hashes),
+                                    labels: base64(sample.labels), logits: base64(sample.logits))
+        let oldBytes = try StateBinaryEncoder().encode(old)
+        let fromOld = try StateBinaryDecoder().decode(LogitSample.self, from: oldBytes)
+        #expect(fromOld == sample)
+        #expect(fromOld.logits.map(\.bitPattern) == sample.logits.map(\.bitPattern), "exact bits, -0 included")
+        // 6 × 8 + 6 × 4 + 18 × 4 = 144 bytes of numbers: raw, or a third more as base64.
+        #expect(oldBytes.count - bytes.count >= 144 / 3, "raw \(bytes.count) B, base64 \(oldBytes.count) B")
+
+        let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(sample)) as? [String: Any])
+        #expect(json["hashes"] as? String == old.hashes && json["logits"] as? String == old.logits)
+        #expect(try JSONDecoder().decode(LogitSample.self, from: JSONEncoder().encode(old)) == sample)
+    }
+
     /// JSON values equal, except that arrays may differ in order.
     static func equivalent(_ a: Any, _ b: Any) -> Bool {
         switch (a, b) {
