@@ -122,6 +122,9 @@ public final class DistillEngine {
     /// The group fan-out per (new teacher, old teacher, student, slice), and the registry's teacher pair, computed
     /// once: both were rebuilt per sample. Cleared when the registry changes; bounded (slices come from the input).
     private var groupCache: [GroupCacheKey: [DistillGroupKey]] = [:]
+    /// The last sample's teacher versions: traffic carries a few lists, and a sample whose list equals this one
+    /// shares its storage, so the 50,000 samples waiting for labels do not each hold a copy.
+    private var sharedTeacherVersions: [String] = []
     private var registryPair: (new: String?, old: String?)?
     /// The online student's group for the current teacher pair.
     private var onlineGroup: DistillGroupKey?
@@ -216,6 +219,11 @@ public final class DistillEngine {
             parked.append(ParkedSample(sample: bytes, key: key, position: position))
             counters.samplesParked = parked.count
             return []
+        }
+        if sample.teacherVersions == sharedTeacherVersions {
+            sample.teacherVersions = sharedTeacherVersions
+        } else {
+            sharedTeacherVersions = sample.teacherVersions
         }
         trackEventTime(sample.timestamp, partition: position.partition)
         let joinKey = self.joinKey(position.partition)

@@ -399,3 +399,29 @@ extension DistillEngineWatermarkTests {
         #expect(engine.counters.lateSamples == 0)
     }
 }
+
+extension DistillEngineTests {
+    @Test("Samples waiting for labels share one teacher-version list's storage when their lists are equal, and keep their own when not")
+    func waitingSamplesShareVersionLists() throws {
+        let config = try DistillConfig.parse(scenarioConfig)
+        let engine = try DistillEngine(config: config)
+        let t0: Int64 = 1_795_430_000_000
+        let lists = [["v1", "v2"], ["v1", "v2"], ["v1", "v3"], ["v1", "v3"], ["v1", "v2"]]
+        for (i, versions) in lists.enumerated() {
+            let teachers = versions.map { "{\"version\":\"\($0)\",\"logits\":[3,0,0,0]}" }.joined(separator: ",")
+            let json = "{\"id\":\"w\(i)\",\"ts\":\(t0 + Int64(i)),\"teachers\":[\(teachers)]}"
+            #expect(engine.handleSample(Array(json.utf8), key: nil,
+                                        at: InputPosition(topic: "samples", partition: 0, offset: Int64(i))).isEmpty)
+        }
+        var join = try #require(engine.labelJoins[0])
+        var waiting: [DistillSample] = []
+        for i in lists.indices {
+            let taken = join.takeSample(for: "w\(i)")
+            waiting.append(try #require(taken).sample)
+        }
+        #expect(waiting.map(\.teacherVersions) == lists)
+        let storage = waiting.map { $0.teacherVersions.withUnsafeBufferPointer { $0.baseAddress } }
+        #expect(storage[0] == storage[1] && storage[2] == storage[3], "equal lists share storage")
+        #expect(storage[1] != storage[2] && storage[3] != storage[4], "a new list has its own")
+    }
+}
