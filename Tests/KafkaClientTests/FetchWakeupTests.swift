@@ -65,9 +65,36 @@ struct FetchWakeupTests {
             #expect(got.map(\.offset) == expected.map(\.offset), "partition \(p): offsets")
             #expect(got.map(\.seq) == expected.map(\.seq), "partition \(p): records")
         }
-        // 12 MB through a queue woken every 0.5 MB: up to 24 wake-ups (fewer while one is in flight).
-        #expect(wakeups >= 3, "wake-ups sent: \(wakeups)")
+        // 12 MB through a queue woken every 0.5 MB taken in full batches: up to 24 (fewer while one is in flight).
+        #expect(wakeups >= 1, "wake-ups sent: \(wakeups)")
         // Without the wake-up: 27-36 empty polls in 4 runs (about 4 refills, 1 s each).
         #expect(emptyPolls < 15, "empty 100 ms polls while records were waiting: \(emptyPolls)")
+    }
+
+    @Test("A consumer that keeps up sends no wake-up: its batches find the queue empty, however much it reads")
+    func keepingUpSendsNone() async throws {
+        let broker = try EmbeddedBroker(brokers: 1, logger: testLogger)
+        try broker.createTopic("steady", partitions: 2)
+        let producer = try KafkaProducer(properties: broker.clientProperties, logger: testLogger)
+        var properties = broker.clientProperties
+        properties["queued.max.messages.kbytes"] = "100"  // a wake-up per 50 KB taken in full batches
+        let consumer = try KafkaConsumer(groupID: uniqueGroup("steady"), properties: properties, logger: testLogger)
+        try consumer.assign([TopicPartition("steady", 0): KafkaOffset.beginning,
+                             TopicPartition("steady", 1): KafkaOffset.beginning])
+        var total = 0
+        for round in 0..<20 {  // 25 records of 1 KB a round, each round read before the next is sent: 500 KB in all
+            _ = try await produceSequence(producer, topic: "steady", count: 25, valueBytes: 1_000)
+            let deadline = ContinuousClock.now + .seconds(30)
+            var got = 0
+            while got < 25 && ContinuousClock.now < deadline {
+                got += try await consumer.poll(maxMessages: 1024, timeout: .milliseconds(100)).messages.count
+            }
+            #expect(got == 25, "round \(round)")
+            total += got
+        }
+        #expect(total == 500)
+        #expect(consumer.fetchWakeups == 0)
+        await consumer.close()
+        await producer.close()
     }
 }

@@ -10,9 +10,13 @@ import Synchronization
 /// (or `queued.min.messages`), and decides again only when its broker thread next wakes: on an op, on I/O, or
 /// after 1 s. Draining the queue wakes nothing, so a backlogged consumer whose queue is smaller than a second of
 /// consumption idles for the rest of each second (librdkafka 2.2 added `fetch.queue.backoff.ms` for this). Each
-/// time the application has taken half a queue's worth, this sends one ListOffsets request to every leader of the
-/// assignment, on a queue of its own and at most one at a time; the request is an op on each broker thread, which
-/// then serves its partitions and fetches again. The answer is not used.
+/// time the application has taken half a queue's worth in full batches, this sends one ListOffsets request to every
+/// leader of the assignment, on a queue of its own and at most one at a time; the request is an op on each broker
+/// thread, which then serves its partitions and fetches again. The answer is not used.
+///
+/// Only full batches count (or one that alone took half a queue): a batch cut short found the queue empty, so the
+/// queue was not at its limit and the broker threads are fetching. A consumer that keeps up therefore sends none, and
+/// adds no request to its brokers' load.
 final class FetchWakeup: Sendable {
     /// Bytes of payload taken since the last wake-up that call for the next one: half of `queued.max.messages.kbytes`
     /// (librdkafka counts a kilobyte as 1,000 bytes there).
@@ -41,9 +45,13 @@ final class FetchWakeup: Sendable {
     /// Wake-ups sent so far.
     var wakeups: Int { sent.load(ordering: .relaxed) }
 
-    /// Counts what a poll took; sends a wake-up when half a queue has gone since the last one.
-    func took(bytes: Int, messages: Int, from rk: RdKafkaHandle) {
-        guard messages > 0 else { return }
+    /// Counts what a poll took (`full`: as many records as it asked for); sends a wake-up when half a queue has gone
+    /// in full batches since the last one.
+    func took(bytes: Int, messages: Int, full: Bool, from rk: RdKafkaHandle) {
+        guard full || bytes >= byteThreshold || messages >= messageThreshold else {
+            taken.withLock { $0 = (0, 0) }
+            return
+        }
         let due = taken.withLock { t -> Bool in
             t.bytes &+= bytes
             t.messages &+= messages

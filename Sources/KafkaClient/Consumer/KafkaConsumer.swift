@@ -120,7 +120,7 @@ public final class KafkaConsumer: Sendable {
         var events: [ConsumerEvent] = []
         var messages = 0
         var bytes = 0
-        defer { wakeup.took(bytes: bytes, messages: messages, from: rk) }
+        defer { wakeup.took(bytes: bytes, messages: messages, full: messages == maxMessages, from: rk) }
         var topicNames: [OpaquePointer: String] = [:]
         var wait = timeoutMs
         while messages < maxMessages {
