@@ -58,12 +58,23 @@ struct StateBinaryCoderTests {
         #expect(throws: DecodingError.self) { try StateBinaryDecoder().decode([UInt].self, from: negative) }
     }
 
-    /// A real engine state, after the rotation scenario with labels: windows, join buffer, episodes, ids.
-    static func engineState() throws -> DistillEngine.EngineState {
+    /// A real engine state, after the rotation scenario with labels: windows, join buffer, episodes, ids; with
+    /// `waiting` unlabeled samples besides, waiting in the label join (a larger state).
+    static func engineState(waiting: Int = 0) throws -> DistillEngine.EngineState {
         let config = try DistillConfig.parse(scenarioConfig)
         let engine = try DistillEngine(config: config)
         let records = RotationScenario().records()
-        _ = DistillEngineTests.run(Array(records.prefix(records.count * 2 / 3)), engine: engine)
+        let played = Array(records.prefix(records.count * 2 / 3))
+        _ = DistillEngineTests.run(played, engine: engine)
+        let ts = RotationScenario().start + Int64(played.count) * 100
+        for i in 0..<waiting {
+            let json = """
+                {"id":"waiting-\(i)","ts":\(ts),"teachers":[{"version":"v1","logits":[0.5,\(i % 7),-1.25,2]},\
+                {"version":"v2","logits":[1,0,\(i % 5),-0.5]}]}
+                """
+            _ = engine.handleSample(Array(json.utf8), key: nil,
+                                    at: InputPosition(topic: "samples", partition: 0, offset: Int64(played.count + i)))
+        }
         return engine.state()
     }
 

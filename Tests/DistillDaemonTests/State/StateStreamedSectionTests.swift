@@ -8,6 +8,10 @@ import Testing
 /// method each test compares with is the in-memory encoding, which held the whole state before this existed.
 @Suite("StateStreamedSection")
 struct StateStreamedSectionTests {
+    /// Samples left waiting for labels, so that the engine state is well over two of the file sink's 256 KiB buffers:
+    /// lengths of bytes already written are then patched in the file, and a disk can fill up at 300 or 600 KB.
+    static let waiting = 5_000
+
     /// The bytes `encode(_:spillBytes:spill:)` produces, reassembled: spills in order, then the patches.
     static func streamed<T: Encodable>(_ value: T, spillBytes: Int) throws -> (bytes: [UInt8], patches: Int) {
         var out: [UInt8] = []
@@ -28,7 +32,7 @@ struct StateStreamedSectionTests {
     @Test("Spilled encodings of a real engine state equal the in-memory one, byte for byte",
           arguments: [1, 100, 4096, 1 << 20])
     func spilledEqualsInMemory(spillBytes: Int) throws {
-        let state = try StateBinaryCoderTests.engineState()
+        let state = try StateBinaryCoderTests.engineState(waiting: Self.waiting)
         let whole = try StateBinaryEncoder().encode(state)
         let (bytes, patches) = try Self.streamed(state, spillBytes: spillBytes)
         #expect(bytes == whole)
@@ -96,7 +100,7 @@ struct StateStreamedSectionTests {
 
     @Test("A checkpoint with a streamed section is the file of the same checkpoint with the section's bytes")
     func checkpointFileIdentical() throws {
-        let state = try StateBinaryCoderTests.engineState()
+        let state = try StateBinaryCoderTests.engineState(waiting: Self.waiting)
         let base = stateSampleCheckpoint(sequence: 3, sectionSize: 300)
         var held = base
         held.sections.append(StateSection(name: "engine", bytes: try StateBinaryEncoder().encode(state)))
@@ -112,9 +116,10 @@ struct StateStreamedSectionTests {
     @Test("StateStore streams a large section to disk through short writes and pwrite; the file is the same",
           arguments: [nil, 1000])
     func storeStreams(maximumWriteChunk: Int?) throws {
-        let state = try StateBinaryCoderTests.engineState()
+        let state = try StateBinaryCoderTests.engineState(waiting: Self.waiting)
         let encoded = try StateBinaryEncoder().encode(state)
         try #require(encoded.count > 2 * StateFileSink.bufferSize, "large enough to patch bytes already written")
+        print("figure: streamed engine state \(encoded.count) B")
         var held = stateSampleCheckpoint(sequence: 1)
         held.sections.append(StateSection(name: "engine", bytes: encoded))
         try withStateTempDirectory { dir in
@@ -133,7 +138,7 @@ struct StateStreamedSectionTests {
     @Test("A disk that fills up in the middle of a streamed section: a typed error, the previous checkpoint stays",
           arguments: [100, 300_000, 600_000])
     func diskFullWhileStreaming(budget: Int) throws {
-        let state = try StateBinaryCoderTests.engineState()
+        let state = try StateBinaryCoderTests.engineState(waiting: Self.waiting)
         try withStateTempDirectory { dir in
             try StateStore(directory: dir.path).write(stateSampleCheckpoint(sequence: 1))
             let before = try stateReadFile(dir.file("state.ckpt"))
@@ -149,7 +154,7 @@ struct StateStreamedSectionTests {
 
     @Test("A failed patch fails the write: nothing is renamed and the previous checkpoint stays")
     func failedPatch() throws {
-        let state = try StateBinaryCoderTests.engineState()
+        let state = try StateBinaryCoderTests.engineState(waiting: Self.waiting)
         try withStateTempDirectory { dir in
             try StateStore(directory: dir.path).write(stateSampleCheckpoint(sequence: 1))
             let before = try stateReadFile(dir.file("state.ckpt"))
