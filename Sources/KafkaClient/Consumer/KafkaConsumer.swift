@@ -26,9 +26,8 @@ public final class KafkaConsumer: Sendable {
     public init(
         groupID: String, properties: KafkaProperties, logger: Logger = Logger(label: "distilld.kafka.consumer")
     ) throws(KafkaError) {
-        // A 16 MB prefetch queue instead of librdkafka's 64 MB: `FetchWakeup` keeps a backlogged consumer fetching
-        // through a small queue, and the difference is the daemon's RSS (bench: 221-239 against 166-173 MB peak).
-        var props = properties.withDefaults(["auto.offset.reset": "earliest", "queued.max.messages.kbytes": "16384"])
+        var props = properties.withDefaults(["auto.offset.reset": "earliest"])
+            .withDefaults(FetchWakeup.queueDefaults)
         props["group.id"] = props["group.id"] ?? groupID
         handle = try RdKafkaHandle(RD_KAFKA_CONSUMER, properties: props, role: .consumer, logger: logger) { conf in
             // distilld owns offset storage and commits (see KafkaClientRole.managed).
@@ -120,7 +119,11 @@ public final class KafkaConsumer: Sendable {
         var events: [ConsumerEvent] = []
         var messages = 0
         var bytes = 0
-        defer { wakeup.took(bytes: bytes, messages: messages, full: messages == maxMessages, from: rk) }
+        defer {
+            wakeup.took(bytes: bytes, messages: messages, full: messages == maxMessages, from: rk) {
+                KafkaConsumer.assignment(of: rk.pointer)
+            }
+        }
         var topicNames: [OpaquePointer: String] = [:]
         var wait = timeoutMs
         while messages < maxMessages {

@@ -23,7 +23,7 @@ public final class PartitionReader: Sendable {
 
     /// `properties` are passed to librdkafka as they are, less `group.id`.
     public init(properties: KafkaProperties, logger: Logger = Logger(label: "distilld.kafka.reader")) throws(KafkaError) {
-        var values = properties.values
+        var values = properties.withDefaults(FetchWakeup.queueDefaults).values
         values["group.id"] = nil
         handle = try RdKafkaHandle(RD_KAFKA_CONSUMER, properties: KafkaProperties(values), role: .consumer,
                                    logger: logger) { conf in
@@ -75,6 +75,9 @@ public final class PartitionReader: Sendable {
     /// Client errors reported by librdkafka's `error_cb` so far (a partition that does not exist is reported here).
     public var clientErrors: [KafkaError] { handle.context.clientErrors.withLock { $0 } }
 
+    /// Wake-ups sent to the broker threads as `poll` drained the prefetch queue (see `FetchWakeup`).
+    public var fetchWakeups: Int { reading.wakeup.wakeups }
+
     /// Stops reading. Idempotent; the client itself goes when the reader is released.
     ///
     /// Returns after `timeout` even if librdkafka has not finished: stopping a partition waits, without a bound of its
@@ -106,7 +109,13 @@ private final class Reading: @unchecked Sendable {
     private var started: [TopicPartition] = []
     private var topicNames: [OpaquePointer: String] = [:]
 
-    init(_ rk: RdKafkaHandle) { self.rk = rk }
+    /// Restarts fetching as `poll` drains the queue (librdkafka 2.0.2 waits up to 1 s otherwise).
+    let wakeup: FetchWakeup
+
+    init(_ rk: RdKafkaHandle) {
+        self.rk = rk
+        wakeup = FetchWakeup(rk)
+    }
 
     func start(_ offsets: [TopicPartition: Int64]) -> Result<Void, KafkaError> {
         stopPartitions()
@@ -135,9 +144,12 @@ private final class Reading: @unchecked Sendable {
         }
         var events: [ConsumerEvent] = []
         events.reserveCapacity(max(count, 0))
+        var bytes = 0
+        defer { wakeup.took(bytes: bytes, messages: count, full: count == maxMessages, from: rk) { started } }
         for i in 0..<max(count, 0) {
             guard let m = raw[i] else { continue }
             defer { rd_kafka_message_destroy(m) }
+            bytes += m.pointee.len
             let err = m.pointee.err
             if err == RD_KAFKA_RESP_ERR__PARTITION_EOF { continue }
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
