@@ -55,11 +55,11 @@ final class FetchWakeup: Sendable {
     /// thread.
     func took(bytes: Int, messages: Int, full: Bool, from rk: RdKafkaHandle,
               partitions: () -> [TopicPartition]) {
-        guard full || bytes >= byteThreshold || messages >= messageThreshold else {
-            taken.withLock { $0 = (0, 0) }
-            return
-        }
         let due = taken.withLock { t -> Bool in
+            guard full || bytes >= byteThreshold || messages >= messageThreshold else {
+                t = (0, 0)
+                return false
+            }
             t.bytes &+= bytes
             t.messages &+= messages
             guard t.bytes >= byteThreshold || t.messages >= messageThreshold else { return false }

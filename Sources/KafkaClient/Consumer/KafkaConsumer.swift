@@ -80,7 +80,7 @@ public final class KafkaConsumer: Sendable {
     /// The partitions currently assigned to this consumer.
     public var assignment: [TopicPartition] { Self.assignment(of: handle.pointer) }
 
-    static func assignment(of rk: OpaquePointer) -> [TopicPartition] {
+    private static func assignment(of rk: OpaquePointer) -> [TopicPartition] {
         var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>? = nil
         guard rd_kafka_assignment(rk, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
         defer { rd_kafka_topic_partition_list_destroy(list) }
