@@ -67,10 +67,11 @@ final class OutputLedger: Sendable {
 // MARK: - CheckpointJob
 
 /// A checkpoint taken between two batches: the engine's state (a copy-on-write value) and the next input offset
-/// per partition it covers, plus the output epoch it derived.
+/// per partition it covers, plus the output epoch it derived. The state is written once: it lets go of its parts as
+/// they are encoded (`EngineStateHandoff`).
 struct CheckpointJob: Sendable {
     let epoch: Int
-    let engine: DistillEngine.EngineState
+    let engine: EngineStateHandoff
     let offsets: [TopicPartition: Int64]
     let configRevision: String
 }

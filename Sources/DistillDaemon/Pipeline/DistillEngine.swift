@@ -613,6 +613,12 @@ extension DistillEngine {
         var samplesSinceCheckpoint: Int
         /// The trainer's own binary state (base64 in the JSON, not an array of numbers).
         var student: Data?
+
+        /// Encoded in the order of `encode(releasing:to:)`, which lets go of the large parts as it goes.
+        enum CodingKeys: String, CodingKey {
+            case formatVersion, configRevision, windows, evaluator, labelJoin, emittedAlerts, recentIDs, parked
+            case counters, partitionEventTime, samplesSinceCheckpoint, student
+        }
     }
 
     /// The engine's state as bytes (JSON), for the state checkpoint.
@@ -730,6 +736,9 @@ struct RecentIDs: Codable, Sendable {
     private var head = 0
 
     init(capacity: Int) { self.capacity = capacity }
+
+    /// Ids remembered.
+    var count: Int { order.count }
 
     // The set is rebuilt from `order` on decode: encoding it too doubled the bytes and made checkpoints depend
     // on the set's hash order.

@@ -436,7 +436,8 @@ final class PipelineRunner {
     /// Takes a checkpoint between two batches and completes it in the background.
     private func startCheckpoint() {
         let job = CheckpointJob(
-            epoch: ledger.seal(), engine: engine.state(), offsets: positions, configRevision: config.revision)
+            epoch: ledger.seal(), engine: EngineStateHandoff(engine.state()), offsets: positions,
+            configRevision: config.revision)
         lastCheckpoint = ContinuousClock.now
         let done = Locked(false)
         let writer = self.writer

@@ -61,21 +61,33 @@ struct StateBinaryCoderTests {
     /// A real engine state, after the rotation scenario with labels: windows, join buffer, episodes, ids; with
     /// `waiting` unlabeled samples besides, waiting in the label join (a larger state).
     static func engineState(waiting: Int = 0) throws -> DistillEngine.EngineState {
+        try engine(waiting: waiting).state()
+    }
+
+    /// The engine whose state `engineState(waiting:)` is.
+    static func engine(waiting: Int = 0) throws -> DistillEngine {
         let config = try DistillConfig.parse(scenarioConfig)
         let engine = try DistillEngine(config: config)
         let records = RotationScenario().records()
         let played = Array(records.prefix(records.count * 2 / 3))
         _ = DistillEngineTests.run(played, engine: engine)
-        let ts = RotationScenario().start + Int64(played.count) * 100
-        for i in 0..<waiting {
+        addWaiting(waiting, to: engine, offset: played.count)
+        return engine
+    }
+
+    /// Feeds `count` unlabeled samples, numbered from `first`, at the event time after the scenario's first two
+    /// thirds: they wait in the label join (the oldest are evicted once it is full).
+    static func addWaiting(_ count: Int, to engine: DistillEngine, offset: Int, first: Int = 0) {
+        let records = RotationScenario().records()
+        let ts = RotationScenario().start + Int64(records.count * 2 / 3) * 100
+        for i in first..<first + count {
             let json = """
                 {"id":"waiting-\(i)","ts":\(ts),"teachers":[{"version":"v1","logits":[0.5,\(i % 7),-1.25,2]},\
                 {"version":"v2","logits":[1,0,\(i % 5),-0.5]}]}
                 """
             _ = engine.handleSample(Array(json.utf8), key: nil,
-                                    at: InputPosition(topic: "samples", partition: 0, offset: Int64(played.count + i)))
+                                    at: InputPosition(topic: "samples", partition: 0, offset: Int64(offset + i)))
         }
-        return engine.state()
     }
 
     @Test("A real engine state decodes to the same value: its JSON before and after is identical")
