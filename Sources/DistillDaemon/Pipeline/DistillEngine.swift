@@ -760,7 +760,7 @@ struct RecentIDs: Codable, Sendable {
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(capacity, forKey: .capacity)
-        try c.encode(order.elements, forKey: .order)
+        try c.encode(order, forKey: .order)
         try c.encode(head, forKey: .head)
     }
 

@@ -153,11 +153,11 @@ extension LabelJoinBuffer {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(windowMillis, forKey: .windowMillis)
         try c.encode(capacity, forKey: .capacity)
-        try c.encode(WaitingColumnsWriter(samples.sortedByID), forKey: .waiting)
-        try c.encode(JoinEntryColumns(sampleOrder.elements), forKey: .arrivals)
+        try c.encode(WaitingColumnsWriter(samples), forKey: .waiting)
+        try c.encode(JoinEntryColumnsWriter(entries: sampleOrder), forKey: .arrivals)
         try c.encode(sampleHead, forKey: .sampleHead)
         try c.encode(labels.dictionary, forKey: .labels)
-        try c.encode(labelOrder.elements, forKey: .labelOrder)
+        try c.encode(labelOrder, forKey: .labelOrder)
         try c.encode(labelHead, forKey: .labelHead)
         try c.encode(tooLate, forKey: .tooLate)
         try c.encode(unlabeledExpired, forKey: .unlabeledExpired)
@@ -181,14 +181,21 @@ private enum RawColumn {
         }
     }
 
-    /// Strings as one UTF-8 byte run and their lengths.
-    static func strings(_ values: [String]) -> (bytes: Data, lengths: Data) {
-        var bytes = Data()
+    /// Strings as one UTF-8 byte run, produced as it is written, and their lengths.
+    static func strings<C: Collection & Sendable>(_ values: C) -> (bytes: StateBinaryStreamedBytes, lengths: Data)
+    where C.Element == String {
         var lengths: [UInt32] = []
         lengths.reserveCapacity(values.count)
+        var total = 0
         for v in values {
-            bytes.append(contentsOf: v.utf8)
             lengths.append(UInt32(v.utf8.count))
+            total += v.utf8.count
+        }
+        let bytes = StateBinaryStreamedBytes(count: total) { piece in
+            for v in values {
+                var v = v
+                try v.withUTF8 { try piece(UnsafeRawBufferPointer($0)) }
+            }
         }
         return (bytes, data(lengths))
     }
@@ -283,13 +290,18 @@ private struct WaitingColumns: Decodable {
     }
 }
 
-/// Writes `WaitingColumns`' fields in their order; the large number columns (features, logits) go out sample by sample
-/// as they are encoded. Built all at once through growing arrays, the columns of 50,000 waiting samples took about
-/// twice their 22 MB while a checkpoint was written.
+/// Writes `WaitingColumns`' fields in their order, the large number columns as they are encoded: built whole
+/// through growing arrays they took about twice their 22 MB while a checkpoint was written. The samples are looked
+/// up once, in id order, keeping only references to their arrays (24 bytes a sample): a sorted array of the samples
+/// themselves was 7 MB more.
 private struct WaitingColumnsWriter: Encodable {
-    let entries: [(id: String, value: WaitingSample)]
+    let samples: IDShards<WaitingSample>
+    let ids: [String]
 
-    init(_ entries: [(id: String, value: WaitingSample)]) { self.entries = entries }
+    init(_ samples: IDShards<WaitingSample>) {
+        self.samples = samples
+        ids = samples.sortedIDs
+    }
 
     func encode(to encoder: any Encoder) throws {
         typealias Key = WaitingColumns.CodingKeys
@@ -303,7 +315,7 @@ private struct WaitingColumnsWriter: Encodable {
             table[s] = i
             return i
         }
-        let n = entries.count
+        let n = ids.count
         var timestamps: [Int64] = [], partitions: [Int32] = [], classes: [Int32] = [], labels: [Int32] = []
         var teacherCounts: [Int32] = [], teacherVersions: [Int32] = [], studentVersions: [Int32] = []
         var slices: [Int32] = [], featureCounts: [Int32] = []
@@ -316,7 +328,12 @@ private struct WaitingColumnsWriter: Encodable {
         slices.reserveCapacity(n)
         featureCounts.reserveCapacity(n)
         var featureTotal = 0, teacherTotal = 0, studentTotal = 0
-        for (_, w) in entries {
+        var features: [[Float]] = [], teacherLogits: [[Float]] = [], studentLogits: [[Float]] = []
+        features.reserveCapacity(n)
+        teacherLogits.reserveCapacity(n)
+        studentLogits.reserveCapacity(n)
+        for id in ids {
+            guard let w = samples[id] else { preconditionFailure("label join: a sorted id has no sample") }
             let s = w.sample
             timestamps.append(s.timestamp)
             partitions.append(w.partition)
@@ -330,9 +347,12 @@ private struct WaitingColumnsWriter: Encodable {
             featureTotal += s.features.count
             teacherTotal += s.teacherLogits.count
             studentTotal += s.studentLogits.count
+            features.append(s.features)
+            teacherLogits.append(s.teacherLogits)
+            studentLogits.append(s.studentLogits)
         }
         var c = encoder.container(keyedBy: Key.self)
-        let (idBytes, idLengths) = RawColumn.strings(entries.map(\.id))
+        let (idBytes, idLengths) = RawColumn.strings(ids)
         try c.encode(idBytes, forKey: .idBytes)
         try c.encode(idLengths, forKey: .idLengths)
         try c.encode(RawColumn.data(timestamps), forKey: .timestamps)
@@ -345,33 +365,44 @@ private struct WaitingColumnsWriter: Encodable {
         try c.encode(RawColumn.data(studentVersions), forKey: .studentVersions)
         try c.encode(RawColumn.data(slices), forKey: .slices)
         try c.encode(RawColumn.data(featureCounts), forKey: .featureCounts)
-        try c.encode(floats(count: featureTotal, \.features), forKey: .features)
-        try c.encode(floats(count: teacherTotal, \.teacherLogits), forKey: .teacherLogits)
-        try c.encode(floats(count: studentTotal, \.studentLogits), forKey: .studentLogits)
+        try c.encode(Self.floats(count: featureTotal, features), forKey: .features)
+        try c.encode(Self.floats(count: teacherTotal, teacherLogits), forKey: .teacherLogits)
+        try c.encode(Self.floats(count: studentTotal, studentLogits), forKey: .studentLogits)
     }
 
-    /// One number column: every entry's `field`, in order, as raw bytes, written sample by sample (the features
-    /// of 50,000 waiting samples are 12.8 MB).
-    private func floats(count: Int, _ field: KeyPath<DistillSample, [Float]>) -> StateBinaryStreamedBytes {
-        let entries = self.entries
-        return StateBinaryStreamedBytes(count: count * MemoryLayout<Float>.stride) { piece in
-            for (_, w) in entries { try w.sample[keyPath: field].withUnsafeBytes { try piece($0) } }
+    /// One number column: the arrays' values, in order, as raw bytes, written array by array.
+    private static func floats(count: Int, _ arrays: [[Float]]) -> StateBinaryStreamedBytes {
+        StateBinaryStreamedBytes(count: count * MemoryLayout<Float>.stride) { piece in
+            for a in arrays where !a.isEmpty { try a.withUnsafeBytes { try piece($0) } }
         }
     }
 }
 
-/// The arrival order as columns.
-private struct JoinEntryColumns: Codable {
+/// The arrival order as columns (read back through this type; written by `JoinEntryColumnsWriter`).
+private struct JoinEntryColumns: Decodable {
     var idBytes: Data, idLengths: Data, timestamps: Data
 
-    init(_ entries: [JoinEntry]) {
-        (idBytes, idLengths) = RawColumn.strings(entries.map(\.id))
-        timestamps = RawColumn.data(entries.map(\.ts))
-    }
+    enum CodingKeys: String, CodingKey { case idBytes, idLengths, timestamps }
 
     func entries(codingPath: [any CodingKey]) throws -> [JoinEntry] {
         let ids = try RawColumn.strings(idBytes, idLengths, codingPath: codingPath)
         let ts = try RawColumn.values(timestamps, Int64.self, count: ids.count, codingPath: codingPath)
         return zip(ids, ts).map { JoinEntry(id: $0, ts: $1) }
+    }
+}
+
+/// Writes `JoinEntryColumns` straight from the queue, without an array of its entries first.
+private struct JoinEntryColumnsWriter: Encodable {
+    let entries: ChunkedArray<JoinEntry>
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: JoinEntryColumns.CodingKeys.self)
+        let (idBytes, idLengths) = RawColumn.strings(entries.lazy.map(\.id))
+        try c.encode(idBytes, forKey: .idBytes)
+        try c.encode(idLengths, forKey: .idLengths)
+        let entries = self.entries
+        try c.encode(StateBinaryStreamedBytes(count: entries.count * MemoryLayout<Int64>.stride) { piece in
+            for e in entries { try withUnsafeBytes(of: e.ts) { try piece($0) } }
+        }, forKey: .timestamps)
     }
 }

@@ -57,14 +57,14 @@ struct IDShards<Value> {
         return value
     }
 
-    /// Every entry, sorted by id (for checkpoints, off the loop).
-    var sortedByID: [(id: String, value: Value)] {
-        var out: [(id: String, value: Value)] = []
+    /// Every id, sorted (for checkpoints, off the loop): 16 bytes an entry; the values are looked up as they are
+    /// written. A sorted array of the entries themselves was 140 bytes each (7 MB for 50,000 waiting samples), held
+    /// while the checkpoint wrote them.
+    var sortedIDs: [String] {
+        var out: [String] = []
         out.reserveCapacity(count)
-        for shard in shards {
-            for (id, value) in shard { out.append((id, value)) }
-        }
-        out.sort { $0.id < $1.id }
+        for shard in shards { out.append(contentsOf: shard.keys) }
+        out.sort()
         return out
     }
 
@@ -161,12 +161,19 @@ struct ChunkedArray<Element> {
         offset = count == 0 ? 0 : offset - whole * Self.chunkSize
     }
 
-    /// Every element in one array (for checkpoints, off the loop).
-    var elements: [Element] {
-        var out: [Element] = []
-        out.reserveCapacity(count)
-        for i in 0..<count { out.append(self[i]) }
-        return out
+}
+
+extension ChunkedArray: RandomAccessCollection {
+    var startIndex: Int { 0 }
+    var endIndex: Int { count }
+}
+
+/// Encoded as an array of its elements (the same bytes as `[Element]`'s, so it decodes as one), one at a time: a
+/// checkpoint does not copy 200,000 recent ids into an array first.
+extension ChunkedArray: Encodable where Element: Encodable {
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.unkeyedContainer()
+        for e in self { try c.encode(e) }
     }
 }
 
