@@ -731,11 +731,14 @@ struct ParkedSample: Codable, Sendable {
 struct RecentIDs: Codable, Sendable {
     let capacity: Int
     // Sharded and chunked: the first insert after a checkpoint's snapshot copied 200,000 ids twice over.
-    private var set = IDSet()
+    private var set: IDSet
     private var order = ChunkedArray<String>()
     private var head = 0
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int) {
+        self.capacity = capacity
+        set = IDSet(expectedCount: capacity)
+    }
 
     /// Ids remembered.
     var count: Int { order.count }
@@ -750,7 +753,7 @@ struct RecentIDs: Codable, Sendable {
         let ids = try c.decode([String].self, forKey: .order)
         order = ChunkedArray(ids)
         head = try c.decode(Int.self, forKey: .head)
-        set = IDSet(ids)
+        set = IDSet(ids, expectedCount: capacity)
         guard capacity > 0, order.count <= capacity, head >= 0, head < max(order.count, 1), set.count == order.count
         else {
             throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription: "inconsistent ids"))

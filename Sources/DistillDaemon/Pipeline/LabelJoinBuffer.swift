@@ -13,10 +13,10 @@ struct LabelJoinBuffer: Codable, Sendable {
     let capacity: Int
     /// Waiting samples by id, with the input partition each was read from. Sharded and chunked so that the first
     /// change after a checkpoint's snapshot does not copy the whole buffer (`SnapshotFriendlyStorage`).
-    private var samples = IDShards<WaitingSample>()
+    private var samples: IDShards<WaitingSample>
     private var sampleOrder = ChunkedArray<JoinEntry>()
     private var sampleHead = 0
-    private var labels = IDShards<LabelRecord>()
+    private var labels: IDShards<LabelRecord>
     private var labelOrder = ChunkedArray<JoinEntry>()
     private var labelHead = 0
     /// Labels whose sample had already left the buffer (or never came within the window).
@@ -27,6 +27,8 @@ struct LabelJoinBuffer: Codable, Sendable {
     init(windowMillis: Int64, capacity: Int) {
         self.windowMillis = windowMillis
         self.capacity = capacity
+        samples = IDShards(expectedCount: capacity)
+        labels = IDShards(expectedCount: capacity)
     }
 
     var waitingLabels: Int { labels.count }
@@ -130,15 +132,15 @@ extension LabelJoinBuffer {
         capacity = try c.decode(Int.self, forKey: .capacity)
         if c.contains(.waiting) {
             let columns = try c.decode(WaitingColumns.self, forKey: .waiting)
-            samples = IDShards(try columns.samples(codingPath: c.codingPath))
+            samples = IDShards(try columns.samples(codingPath: c.codingPath), expectedCount: capacity)
             sampleOrder = ChunkedArray(
                 try c.decode(JoinEntryColumns.self, forKey: .arrivals).entries(codingPath: c.codingPath))
         } else {
-            samples = IDShards(try c.decode([String: WaitingSample].self, forKey: .samples))
+            samples = IDShards(try c.decode([String: WaitingSample].self, forKey: .samples), expectedCount: capacity)
             sampleOrder = ChunkedArray(try c.decode([JoinEntry].self, forKey: .sampleOrder))
         }
         sampleHead = try c.decode(Int.self, forKey: .sampleHead)
-        labels = IDShards(try c.decode([String: LabelRecord].self, forKey: .labels))
+        labels = IDShards(try c.decode([String: LabelRecord].self, forKey: .labels), expectedCount: capacity)
         labelOrder = ChunkedArray(try c.decode([JoinEntry].self, forKey: .labelOrder))
         labelHead = try c.decode(Int.self, forKey: .labelHead)
         tooLate = try c.decode(Int.self, forKey: .tooLate)

@@ -8,30 +8,48 @@ import DistillCore
 // waited as long. Split into shards and chunks, a change copies one shard or chunk (and the outer array of
 // references); the others are copied only when they change too, spread over the records that follow.
 
-/// A dictionary keyed by sample id, kept in 64 shards chosen by a stable hash of the id.
+/// A dictionary keyed by sample id, kept in shards chosen by a stable hash of the id, about 600 entries each when full.
+///
+/// Why 600: a Swift dictionary doubles its buckets when it passes 3/4 of them, and never shrinks. 64 shards of the
+/// label join's 50,000 samples held 781 entries each on average, just over 1,024 × 3/4, so most shards had 2,048
+/// buckets (at 136 B a bucket; the copies made while a checkpoint's snapshot is held cost as much again), and the
+/// 200,000 recent ids, 3,125 a shard, most had 8,192. At 600 a shard, within 1,024 buckets even four standard
+/// deviations over, the buckets are 58% used.
 struct IDShards<Value> {
-    static var shardCount: Int { 64 }
+    /// Entries a shard holds when the dictionary has its expected count.
+    static var entriesPerShard: Int { 600 }
 
     private var shards: [[String: Value]]
     /// Entries in all shards.
     private(set) var count = 0
 
-    /// An empty dictionary.
-    init() {
-        shards = Array(repeating: [:], count: Self.shardCount)
+    /// An empty dictionary, sharded for `expectedCount` entries (it holds any number). At most 65,536 shards, whatever
+    /// a damaged checkpoint claims.
+    init(expectedCount: Int) {
+        let expected = min(max(expectedCount, 0), 1 << 40)
+        let n = min(max(1, (expected + Self.entriesPerShard - 1) / Self.entriesPerShard), 1 << 16)
+        shards = Array(repeating: [:], count: n)
     }
 
-    /// The entries of `dictionary`.
-    init(_ dictionary: [String: Value]) {
-        self.init()
+    /// The entries of `dictionary`, sharded for `expectedCount` entries.
+    init(_ dictionary: [String: Value], expectedCount: Int) {
+        self.init(expectedCount: expectedCount)
         for (id, value) in dictionary { self[id] = value }
     }
 
+    /// Number of shards.
+    var shardCount: Int { shards.count }
+
     @inline(__always)
-    static func shard(_ id: String) -> Int { Int(truncatingIfNeeded: StableHash.id(id) % UInt64(shardCount)) }
+    private func shard(_ id: String) -> Int {
+        Int(truncatingIfNeeded: StableHash.id(id) % UInt64(truncatingIfNeeded: shards.count))
+    }
+
+    /// Buckets of every shard's storage (for tests: what the entries cost).
+    var bucketCount: Int { shards.reduce(0) { $0 + $1.capacity * 4 / 3 } }
 
     subscript(id: String) -> Value? {
-        get { shards[Self.shard(id)][id] }
+        get { shards[shard(id)][id] }
         set {
             if let newValue {
                 updateValue(newValue, forKey: id)
@@ -44,7 +62,7 @@ struct IDShards<Value> {
     /// Sets the entry for `id` and returns the value it replaced (nil when `id` is new).
     @discardableResult
     mutating func updateValue(_ value: consuming Value, forKey id: String) -> Value? {
-        let old = shards[Self.shard(id)].updateValue(value, forKey: id)
+        let old = shards[shard(id)].updateValue(value, forKey: id)
         if old == nil { count += 1 }
         return old
     }
@@ -52,7 +70,7 @@ struct IDShards<Value> {
     /// Removes and returns the entry for `id`.
     @discardableResult
     mutating func removeValue(forKey id: String) -> Value? {
-        let value = shards[Self.shard(id)].removeValue(forKey: id)
+        let value = shards[shard(id)].removeValue(forKey: id)
         if value != nil { count -= 1 }
         return value
     }
@@ -81,16 +99,23 @@ struct IDShards<Value> {
 
 extension IDShards: Sendable where Value: Sendable {}
 
-/// A set of sample ids, kept in 64 shards chosen by a stable hash of the id.
+/// A set of sample ids, kept in shards chosen by a stable hash of the id (as ``IDShards``).
 struct IDSet: Sendable {
-    private var shards = IDShards<Void>()
+    private var shards: IDShards<Void>
 
-    init() {}
+    /// An empty set, sharded for `expectedCount` ids.
+    init(expectedCount: Int) {
+        shards = IDShards(expectedCount: expectedCount)
+    }
 
-    /// The ids of `ids`.
-    init<S: Sequence>(_ ids: S) where S.Element == String {
+    /// The ids of `ids`, sharded for `expectedCount`.
+    init<S: Sequence>(_ ids: S, expectedCount: Int) where S.Element == String {
+        self.init(expectedCount: expectedCount)
         for id in ids { insert(id) }
     }
+
+    var shardCount: Int { shards.shardCount }
+    var bucketCount: Int { shards.bucketCount }
 
     var count: Int { shards.count }
 

@@ -12,9 +12,9 @@ struct SnapshotFriendlyStorageTests {
     @Test("IDShards and IDSet equal a Dictionary and a Set over 30,000 random operations, snapshots included")
     func shardsEqualDictionary() {
         var rng = SplitMix(seed: 3)
-        var shards = IDShards<Int>()
+        var shards = IDShards<Int>(expectedCount: 3_000)
         var reference: [String: Int] = [:]
-        var set = IDSet()
+        var set = IDSet(expectedCount: 3_000)
         var referenceSet = Set<String>()
         var snapshots: [(IDShards<Int>, [String: Int], IDSet, Set<String>)] = []
         for step in 0..<30_000 {
@@ -46,7 +46,35 @@ struct SnapshotFriendlyStorageTests {
             #expect(copy.dictionary == expected && copy.count == expected.count)
             #expect(copySet.count == expectedSet.count && expectedSet.allSatisfy(copySet.contains))
         }
-        #expect(IDShards(reference).dictionary == reference)
+        #expect(IDShards(reference, expectedCount: 10).dictionary == reference)
+    }
+
+    @Test("Full at the label join's and the duplicate filter's capacities, shards fill 1,024 buckets over half")
+    func shardsSizedForTheirCount() {
+        // 64 shards of 50,000 waiting samples were 781 entries each on average, over 1,024 × 3/4: most of them had
+        // 2,048 buckets.
+        var samples = IDShards<Int>(expectedCount: 50_000)
+        for i in 0..<50_000 { samples["req-\(i)"] = i }
+        #expect(samples.shardCount == 84)
+        #expect(samples.bucketCount == samples.shardCount * 1_024, "every shard within 1,024 buckets")
+        #expect(Double(samples.count) / Double(samples.bucketCount) > 0.55)
+        var ids = IDSet(expectedCount: 200_000)
+        for i in 0..<200_000 { ids.insert("s\(i * 7)") }
+        #expect(ids.bucketCount == ids.shardCount * 1_024)
+        #expect(Double(ids.count) / Double(ids.bucketCount) > 0.55)
+        // A damaged checkpoint's capacity cannot make it allocate without bound.
+        #expect(IDShards<Int>(expectedCount: .max).shardCount == 65_536)
+        #expect(IDShards<Int>(expectedCount: -5).shardCount == 1)
+        // 64 shards, as before, at the same count: most shards doubled.
+        var old = IDShards<Int>(expectedCount: 64 * 600)
+        for i in 0..<50_000 { old["req-\(i)"] = i }
+        #expect(old.shardCount == 64 && old.bucketCount > 64 * 1_536)
+        #expect(samples.bucketCount * 5 < old.bucketCount * 4, "\(samples.bucketCount) against \(old.bucketCount)")
+        var oldIDs = IDSet(expectedCount: 64 * 600)
+        for i in 0..<200_000 { oldIDs.insert("s\(i * 7)") }
+        #expect(ids.bucketCount * 4 < oldIDs.bucketCount * 3, "\(ids.bucketCount) against \(oldIDs.bucketCount)")
+        print("figure: buckets for 50,000 waiting samples \(samples.bucketCount) (64 shards: \(old.bucketCount)), "
+              + "for 200,000 recent ids \(ids.bucketCount) (64 shards: \(oldIDs.bucketCount))")
     }
 
     @Test("ChunkedArray equals an Array under appends, element changes and prefix drops, snapshots included")
