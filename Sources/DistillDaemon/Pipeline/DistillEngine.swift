@@ -614,7 +614,7 @@ extension DistillEngine {
         /// The trainer's own binary state (base64 in the JSON, not an array of numbers).
         var student: Data?
 
-        /// Encoded in the order of `encode(releasing:to:)`, which lets go of the large parts as it goes.
+        /// Written in `EngineStateHandoff`'s order, which lets go of the large parts as it goes.
         enum CodingKeys: String, CodingKey {
             case formatVersion, configRevision, windows, evaluator, labelJoin, emittedAlerts, recentIDs, parked
             case counters, partitionEventTime, samplesSinceCheckpoint, student
