@@ -64,12 +64,15 @@ struct StateBinaryCoderTests {
         try engine(waiting: waiting).state()
     }
 
+    /// Records of the rotation scenario that `engine(waiting:)` plays: its first two thirds (the scenario is
+    /// generated once here, not again for every batch of waiting samples).
+    static let playedCount = RotationScenario().records().count * 2 / 3
+
     /// The engine whose state `engineState(waiting:)` is.
     static func engine(waiting: Int = 0) throws -> DistillEngine {
         let config = try DistillConfig.parse(scenarioConfig)
         let engine = try DistillEngine(config: config)
-        let records = RotationScenario().records()
-        let played = Array(records.prefix(records.count * 2 / 3))
+        let played = Array(RotationScenario().records().prefix(playedCount))
         _ = DistillEngineTests.run(played, engine: engine)
         addWaiting(waiting, to: engine, offset: played.count)
         return engine
@@ -78,8 +81,7 @@ struct StateBinaryCoderTests {
     /// Feeds `count` unlabeled samples, numbered from `first`, at the event time after the scenario's first two
     /// thirds: they wait in the label join (the oldest are evicted once it is full).
     static func addWaiting(_ count: Int, to engine: DistillEngine, offset: Int, first: Int = 0) {
-        let records = RotationScenario().records()
-        let ts = RotationScenario().start + Int64(records.count * 2 / 3) * 100
+        let ts = RotationScenario().start + Int64(playedCount) * 100
         for i in first..<first + count {
             let json = """
                 {"id":"waiting-\(i)","ts":\(ts),"teachers":[{"version":"v1","logits":[0.5,\(i % 7),-1.25,2]},\
